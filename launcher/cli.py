@@ -1,0 +1,93 @@
+"""`dpo-launch` entry point: parse arguments, dispatch to one module per subcommand, map exit codes.
+
+Exit codes: 0 ok, 1 the user's input is wrong, 2 usage error, 3 internal error (crash log written),
+130 interrupted. `train` passes the job's own exit code through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from launcher import __version__
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Subcommand name -> module under launcher.commands exposing add_parser(subparsers) and run(**kwargs) -> int.
+COMMANDS = {
+    "validate": "launcher.commands.validate",
+    "plan": "launcher.commands.plan",
+    "train": "launcher.commands.train",
+    "monitor": "launcher.commands.monitor",
+    "tensorboard": "launcher.commands.tensorboard",
+    "report": "launcher.commands.report",
+    "convert": "launcher.commands.convert",
+}
+
+
+class UsageError(Exception):
+    """Raised by a command for arguments that argparse cannot check; exits 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 as well; keep its message, add the help hint
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dpo-launch", description="Validate, plan and launch LLaMA-Factory DPO/KTO training.")
+    parser.add_argument("--version", action="version", version=f"dpo-launch {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for module_name in COMMANDS.values():
+        module = _load_command(module_name)
+        if module is not None:
+            module.add_parser(subparsers)
+    return parser
+
+
+def _load_command(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:  # a subcommand not built (yet) in this checkout
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
+        return args.handler(**kwargs)
+    except UsageError as exc:
+        print(f"dpo-launch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dpo-launch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except SystemExit as exc:  # argparse's --help / usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except Exception:  # our bug: never a bare traceback, always a crash log to attach to a report
+        log = write_crash_log(argv)
+        print(f"dpo-launch: internal error (this is a bug in dpo-launch); details in {log}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def write_crash_log(argv: list[str]) -> Path:
+    log = Path(tempfile.gettempdir()) / f"dpo-launch-crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log.write_text(f"dpo-launch {__version__}\nargv: {argv!r}\n\n{traceback.format_exc()}", encoding="utf-8")
+    return log
+
+
+if __name__ == "__main__":
+    sys.exit(main())
