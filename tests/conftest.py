@@ -31,3 +31,6 @@ def run_cli(*args: str, cwd: Path | str | None = None, timeout: float = 600, env
 @pytest.fixture
 def cli():
     return run_cli
+
+
+from fixtures_training import *  # noqa: E402,F401,F403  (tiny model and workspace fixtures)
