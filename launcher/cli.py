@@ -64,7 +64,7 @@ def _load_command(module_name: str):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_arguments(build_parser(), argv)
         kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
         return args.handler(**kwargs)
     except UsageError as exc:
@@ -81,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         log = write_crash_log(argv)
         print(f"dpo-launch: internal error (this is a bug in dpo-launch); details in {log}", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, but `key=value` overrides may also follow the flags (`validate c.yaml --verbose a=1`)."""
+    args, extras = parser.parse_known_args(argv)
+    overrides = [item for item in extras if "=" in item and not item.startswith("-")]
+    unknown = [item for item in extras if item not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    if overrides:
+        args.overrides = list(args.overrides or []) + overrides
+    return args
 
 
 def write_crash_log(argv: list[str]) -> Path:

@@ -247,8 +247,9 @@ def apply_overrides(loaded: LoadedConfig, overrides: list[str] | tuple[str, ...]
         target[keys[-1]] = value
         loaded.overridden.add(keys[0])
         position = Position(OVERRIDES_FILE)
-        loaded.key_positions[tuple(keys)] = position
-        loaded.value_positions[tuple(keys)] = position
+        for depth in range(1, len(keys) + 1):  # `a.b=1` is located at the command line for `a` too
+            loaded.key_positions[tuple(keys[:depth])] = position
+            loaded.value_positions[tuple(keys[:depth])] = position
 
 
 def interpolation_warnings(loaded: LoadedConfig) -> list[Diagnostic]:

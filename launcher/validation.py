@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.config import ConfigLoadError, LoadedConfig, interpolation_warnings, load_config
-from launcher.diagnostics import Diagnostic, has_errors
+from launcher.diagnostics import ERROR, Diagnostic, has_errors
 
 
 @dataclass
@@ -35,9 +35,20 @@ def validate(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     except ConfigLoadError as exc:
         return ValidationResult(None, exc.diagnostics)
     cwd = Path.cwd() if cwd is None else cwd
-    diagnostics = check_config_schema(loaded) + interpolation_warnings(loaded) + check_rules(loaded, cwd)
+    schema_diagnostics = check_config_schema(loaded)
+    # A rule reading a value the schema already rejected would only repeat the problem in other words.
+    rejected_keys = {d.path for d in schema_diagnostics if d.severity == ERROR and d.path}
+    rule_diagnostics = [d for d in check_rules(loaded, cwd) if d.path not in rejected_keys]
+    config_diagnostics = sort_by_location(schema_diagnostics + interpolation_warnings(loaded) + rule_diagnostics)
     data_summary: dict = {}
+    data_diagnostics: list[Diagnostic] = []
     if check_data:
         data_diagnostics, data_summary = check_datasets(loaded, cwd)
-        diagnostics += data_diagnostics
-    return ValidationResult(loaded, diagnostics, data_summary)
+    return ValidationResult(loaded, config_diagnostics + data_diagnostics, data_summary)
+
+
+def sort_by_location(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """The config file's diagnostics in line order, then those from the command line and elsewhere."""
+    def key(d: Diagnostic) -> tuple:
+        return (d.file is None, d.file or "", d.line is None, d.line or 0, d.column or 0)
+    return sorted(diagnostics, key=key)

@@ -1,0 +1,314 @@
+"""The schema check of `validate`: JSON Schema errors turned into located, explained diagnostics.
+
+LLaMA-Factory checks neither types nor choices on the YAML path (`parse_dict` just builds the dataclasses)
+and stops at the first unknown key without a position; this reports every problem at once, at its line.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from launcher.config import OVERRIDES_FILE, LoadedConfig
+from launcher.diagnostics import ERROR, WARNING, Diagnostic, did_you_mean, suggestion_hint
+
+TYPE_WORDS = {"boolean": "a boolean", "integer": "an integer", "number": "a number", "string": "a string",
+              "array": "a list", "object": "a mapping", "null": "null"}
+LONG_ENUM = 12  # above this, name the values' source instead of listing them
+# Keyword -> code, in the order that wins when one value breaks several rules.
+CODES = {"type": "type", "anyOf": "type", "enum": "enum", "const": "enum", "minimum": "range", "maximum": "range",
+         "exclusiveMinimum": "range", "exclusiveMaximum": "range", "minLength": "range"}
+
+# Keys LF once had, or that transformers 5 dropped -> (message, hint). REFERENCE.md §2 "Renamed".
+LEGACY_KEYS = {
+    **{old: (f"'{old}' was renamed to 'pref_beta' in LLaMA-Factory 0.8.0", "rename it to pref_beta")
+       for old in ("dpo_beta", "orpo_beta")},
+    **{old: (f"'{old}' was renamed to 'pref_ftx' in LLaMA-Factory 0.8.0", "rename it to pref_ftx")
+       for old in ("dpo_ftx", "kto_ftx")},
+    "dpo_loss": ("'dpo_loss' was renamed to 'pref_loss' in LLaMA-Factory 0.8.0", "rename it to pref_loss"),
+    "evaluation_strategy": ("'evaluation_strategy' was renamed to 'eval_strategy' in transformers",
+                            "rename it to eval_strategy"),
+    "checkpoint_dir": ("'checkpoint_dir' was renamed to 'adapter_name_or_path' in LLaMA-Factory",
+                       "rename it to adapter_name_or_path"),
+    **{old: (f"'{old}' was replaced by 'cutoff_len' in LLaMA-Factory, one length for prompt and response",
+             "delete it and set cutoff_len to the longest prompt plus response in tokens; the default is 2048")
+       for old in ("max_source_length", "max_target_length")},
+    "neft_alpha": ("'neft_alpha' was renamed to 'neftune_noise_alpha' in LLaMA-Factory",
+                   "rename it to neftune_noise_alpha"),
+    "resume_lora_training": ("'resume_lora_training' was removed from LLaMA-Factory",
+                             "delete it; to continue from an adapter set adapter_name_or_path"),
+    "save_safetensors": ("'save_safetensors' was removed in transformers 5 (checkpoints are always safetensors)",
+                         "delete it"),
+    "no_cuda": ("'no_cuda' was renamed to 'use_cpu' in transformers", "rename it to use_cpu"),
+    **{f"per_gpu_{split}_batch_size": ((f"'per_gpu_{split}_batch_size' was renamed to "
+                                        f"'per_device_{split}_batch_size' in transformers"),
+                                       f"rename it to per_device_{split}_batch_size")
+       for split in ("train", "eval")},
+}
+# TRL DPOConfig/KTOConfig names people copy from TRL examples -> how to say it to LLaMA-Factory.
+TRL_KEYS = {
+    "beta": "use pref_beta",
+    "loss_type": "use pref_loss",
+    "label_smoothing": "use dpo_label_smoothing",
+    "max_prompt_length": "LLaMA-Factory has one length for prompt and response: use cutoff_len",
+    "max_completion_length": "LLaMA-Factory has one length for prompt and response: use cutoff_len",
+    "rpo_alpha": "the closest LLaMA-Factory key is pref_ftx, an SFT loss on the chosen response",
+    "desirable_weight": "use kto_chosen_weight",
+    "undesirable_weight": "use kto_rejected_weight",
+    "reference_free": "for training without a reference model use pref_loss: simpo or orpo",
+    "precompute_ref_log_probs": "LLaMA-Factory has no equivalent; delete it",
+    "sync_ref_model": "LLaMA-Factory has no equivalent; delete it",
+    "padding_value": "LLaMA-Factory pads with the tokenizer's pad token; delete it",
+    "truncation_mode": "LLaMA-Factory has no equivalent; delete it",
+    "dataset_num_proc": "use preprocessing_num_workers",
+    "model_init_kwargs": "LLaMA-Factory has no equivalent; delete it",
+    "ref_model_init_kwargs": "LLaMA-Factory has no equivalent; delete it",
+    "generate_during_eval": "LLaMA-Factory has no equivalent; delete it",
+    "use_weighting": "LLaMA-Factory has no equivalent; delete it",
+}
+# What to write instead of a name LF computes itself.
+NOT_SETTABLE_HINTS = {
+    "use_ref_model": "choose the loss instead: pref_loss orpo and simpo train without a reference",
+    "compute_dtype": "set bf16: true or fp16: true instead",
+    "model_max_length": "set cutoff_len instead",
+    "block_diag_attn": "set neat_packing instead",
+    "train_batch_size": "set per_device_train_batch_size instead",
+    "eval_batch_size": "set per_device_eval_batch_size instead",
+}
+# Keys the parser overwrites (hparams/parser.py:584-648, REFERENCE.md §4.3) -> what happens to them.
+PARSER_OWNED = {
+    "remove_unused_columns": "it is always forced to false, so this value is ignored",
+    "label_names": "it sets ['labels'] for LoRA, which the preference trainers need",
+    "ddp_find_unused_parameters": "it sets false for LoRA under DDP",
+    "local_rank": "torchrun sets it for each process",
+}
+
+
+def check_config_schema(loaded: LoadedConfig) -> list[Diagnostic]:
+    """Every key and value problem in the config, sorted by position (command-line overrides last)."""
+    from launcher.schemas import lf_properties, not_settable
+
+    properties = lf_properties()
+    diagnostics = [d for key in loaded.values if (d := key_diagnostic(loaded, key, properties, not_settable()))]
+    diagnostics += value_diagnostics(loaded) + non_finite_numbers(loaded)
+    diagnostics += advice(loaded)
+    return sorted(diagnostics, key=position_order(loaded))
+
+
+def position_order(loaded: LoadedConfig):
+    """File order by line and column; overrides (no line) after the file, roughly in the order given."""
+    keys = {str(key): index for index, key in enumerate(loaded.values)}
+
+    def order(diagnostic: Diagnostic) -> tuple:
+        top_key = (diagnostic.path or "").split(".")[0].split("[")[0]
+        return (diagnostic.file != loaded.file, diagnostic.file == OVERRIDES_FILE,
+                diagnostic.line or 0, diagnostic.column or 0, keys.get(top_key, -1))
+    return order
+
+
+# ---------------------------------------------------------------- keys
+
+
+def key_diagnostic(loaded: LoadedConfig, key: Any, properties: dict, computed: dict) -> Diagnostic | None:
+    name = "null" if key is None else str(key)  # as YAML spells it, which is how positions are indexed
+    if name in properties:
+        return None
+    if name in computed:
+        return loaded.diagnostic(ERROR, "not-settable", f"'{name}' cannot be set: it is {computed[name]}",
+                                 name, at_value=False, hint=NOT_SETTABLE_HINTS.get(name, "delete this line"))
+    message, hint = unknown_key_text(name, properties, loaded.values.get("stage"))
+    return loaded.diagnostic(ERROR, "unknown-key", message, name, at_value=False, hint=hint)
+
+
+def unknown_key_text(name: str, properties: dict, stage: Any) -> tuple[str, str | None]:
+    if name in LEGACY_KEYS:
+        return LEGACY_KEYS[name]
+    if name in TRL_KEYS:
+        replacement = TRL_KEYS[name]
+        message = f"'{name}' is a TRL DPOConfig/KTOConfig name, not a LLaMA-Factory key"
+        return message, replacement
+    kind = stage if stage in ("dpo", "kto") else "dpo"
+    return f"'{name}' is not a key of a {kind} config", suggestion_hint(name, properties)
+
+
+# ---------------------------------------------------------------- values
+
+
+def value_diagnostics(loaded: LoadedConfig) -> list[Diagnostic]:
+    from launcher.schemas import is_valid, validator
+
+    if is_valid(loaded.values):
+        return []
+    by_path: dict[tuple, Any] = {}
+    missing: list[str] = []
+    for error in validator().iter_errors(loaded.values):
+        if error.validator == "additionalProperties":
+            continue  # reported per key, with positions and suggestions
+        if error.validator == "required":  # one error per missing key, each naming the whole list
+            missing += [name for name in error.validator_value if name not in error.instance and name not in missing]
+            continue
+        path = tuple(error.absolute_path)
+        if path not in by_path or precedence(error) < precedence(by_path[path]):
+            by_path[path] = error
+    return required_diagnostics(loaded, missing) + [error_diagnostic(loaded, path, error)
+                                                    for path, error in by_path.items()]
+
+
+def non_finite_numbers(loaded: LoadedConfig) -> list[Diagnostic]:
+    """`.nan` and `.inf` are YAML floats that JSON Schema cannot rule out; no LF number means them."""
+    return [loaded.diagnostic(ERROR, "range", f"{key}: expected a finite number but got {shown(value)}", str(key),
+                              hint="write a number")
+            for key, value in loaded.values.items() if isinstance(value, float) and not math.isfinite(value)]
+
+
+def precedence(error) -> int:
+    order = list(CODES)
+    return order.index(error.validator) if error.validator in order else len(order)
+
+
+def required_diagnostics(loaded: LoadedConfig, missing: list[str]) -> list[Diagnostic]:
+    texts = {
+        "model_name_or_path": ("model_name_or_path is required: the model to train",
+                               "add model_name_or_path: a local path or a Hugging Face Hub id"),
+        "stage": ("stage is required: without it LLaMA-Factory trains stage sft",
+                  "add stage: dpo, or stage: kto"),
+    }
+    found = []
+    for name in missing:
+        message, hint = texts.get(name, (f"{name} is required", None))
+        found.append(loaded.diagnostic(ERROR, "required", message, hint=hint))
+    return found
+
+
+def error_diagnostic(loaded: LoadedConfig, path: tuple, error) -> Diagnostic:
+    where = path_text(path)
+    if path == ("stage",) and error.validator in ("enum", "const"):
+        message = f"dpo-launch handles stage dpo or kto; got {shown(error.instance)}"
+        hint = suggestion_hint(error.instance, ("dpo", "kto")) if isinstance(error.instance, str) else None
+        return located(loaded, path, ERROR, "stage", message, hint or "use llamafactory-cli train for other stages")
+    code = CODES.get(error.validator, "schema")
+    expected = expected_text(error.schema if code != "enum" else {"enum": error.validator_value}, where)
+    if error.validator == "anyOf" and "x-expected" in error.schema:
+        code = "range" if is_number(error.instance) else "type"
+    message = f"{where}: expected {expected} but got {shown(error.instance)}" if expected else f"{where}: {error.message}"
+    return located(loaded, path, ERROR, code, message, value_hint(error, path))
+
+
+def located(loaded: LoadedConfig, path: tuple, severity: str, code: str, message: str, hint: str | None) -> Diagnostic:
+    position = loaded.value_at(*path) if path else loaded.key_at()
+    return Diagnostic(severity, code, message, file=position.file, line=position.line, column=position.column,
+                      path=path_text(path) or None, hint=hint)
+
+
+def path_text(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def shown(value: Any) -> str:
+    """How a YAML value reads in a message: strings quoted, lists and mappings by kind."""
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    return repr(value)
+
+
+def expected_text(schema: dict, where: str) -> str | None:
+    """'a number above 0', 'one of 4, 8', 'a string or a list', ... for the keywords in `schema`."""
+    if "x-expected" in schema:
+        return schema["x-expected"]
+    if "enum" in schema:
+        return enum_text(schema["enum"], where)
+    if "anyOf" in schema:
+        parts = [expected_text(alternative, where) for alternative in schema["anyOf"]]
+        return " or ".join(part for part in parts if part) or None
+    if any(keyword in schema for keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
+        return "a number " + range_text(schema)
+    if schema.get("minLength"):
+        return "a non-empty string"
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        return " or ".join(TYPE_WORDS[t] for t in sorted(types, key=list(TYPE_WORDS).index) if t != "null") or "null"
+    return None
+
+
+def enum_text(values: list, where: str) -> str:
+    shown_values = [value for value in values if value is not None]
+    if len(shown_values) > LONG_ENUM:
+        return f"one of the {len(shown_values)} {where} values LLaMA-Factory 0.9.5 knows"
+    return "one of " + ", ".join(shown(v)[1:-1] if isinstance(v, str) else shown(v) for v in shown_values)
+
+
+def range_text(schema: dict) -> str:
+    low = [f"at least {number(schema['minimum'])}"] if "minimum" in schema else []
+    low += [f"above {number(schema['exclusiveMinimum'])}"] if "exclusiveMinimum" in schema else []
+    high = [f"at most {number(schema['maximum'])}"] if "maximum" in schema else []
+    high += [f"below {number(schema['exclusiveMaximum'])}"] if "exclusiveMaximum" in schema else []
+    if "minimum" in schema and "maximum" in schema:
+        return f"from {number(schema['minimum'])} to {number(schema['maximum'])}"
+    return " and ".join(low + high)
+
+
+def number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def value_hint(error, path: tuple) -> str | None:
+    """The fix, where one is clear: unquote a number, the closest choice, the rule's own hint."""
+    instance = error.instance
+    if error.validator == "type" and isinstance(instance, str):
+        return unquote_hint(instance, error.validator_value)
+    if error.validator == "type" and isinstance(instance, list) and path[:1] and "x-comma-separated" in error.schema:
+        return "write one comma-separated string, e.g. " + ",".join(str(item) for item in instance)
+    if error.validator == "enum" and path == ("flash_attn",) and isinstance(instance, bool):
+        return "flash_attn: true was replaced by fa2 for FlashAttention-2, or auto" if instance else "write disabled"
+    if error.validator == "enum" and isinstance(instance, str):
+        choices = [value for value in error.validator_value if isinstance(value, str)]
+        if (match := did_you_mean(instance, choices)):
+            return f"did you mean '{match}'?"
+    return error.schema.get("x-hint")
+
+
+def unquote_hint(text: str, expected: Any) -> str | None:
+    types = expected if isinstance(expected, list) else [expected]
+    if "boolean" in types and text.strip().lower() in ("true", "false"):
+        return f"write {text.strip().lower()} without quotes"
+    if "integer" in types or "number" in types:
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        if "number" in types or value.is_integer():
+            return f"write {text.strip()} without quotes"
+    return None
+
+
+# ---------------------------------------------------------------- accepted but wrong-headed
+
+
+def advice(loaded: LoadedConfig) -> list[Diagnostic]:
+    found = [loaded.diagnostic(WARNING, "parser-owned", f"'{key}' is set by LLaMA-Factory's parser: {why}",
+                               key, at_value=False, hint="delete this line")
+             for key, why in PARSER_OWNED.items() if key in loaded.values]
+    if "max_length" in loaded.values:
+        cutoff = loaded.values.get("cutoff_len")
+        hint = f"cutoff_len is {cutoff} here" if cutoff is not None else "set cutoff_len instead; its default is 2048"
+        found.append(loaded.diagnostic(
+            WARNING, "no-effect", "max_length is a generation setting and does nothing in training; "
+            "the training sequence length is cutoff_len", "max_length", at_value=False, hint=hint))
+    return found
