@@ -1,0 +1,165 @@
+"""`dpo-launch convert IN [--from FORMAT] --out OUT.jsonl [--to kto] [--register DATASET_INFO [--name NAME]]`
+
+Converts preference data to LLaMA-Factory's ShareGPT ranking rows ({"conversations": [...], "chosen": {...},
+"rejected": {...}}), or with `--to kto` to unpaired KTO rows ({"conversations": [...], "label": true|false}),
+streaming JSON, JSON Lines and parquet input. OUT is written only when the run succeeds.
+
+Formats (`--from`; detected from the first record when left out):
+  trl               prompt/chosen/rejected strings, or prompt as a message list (TRL conversational)
+  openai            input.messages + preferred_output + non_preferred_output (OpenAI preference
+                    fine-tuning), or messages + rejected (messages end on the chosen reply or on the user
+                    with chosen + rejected; rejected_message/rejected_response accepted)
+  sharegpt-strings  conversations (from/value or role/content, user or human) + chosen/rejected strings
+  hh                Anthropic HH-RLHF "\\n\\nHuman: ...\\n\\nAssistant: ..." transcripts in chosen/rejected
+  ultrafeedback     chosen/rejected message lists that share all but the last assistant message
+  alpaca            instruction, input?, chosen, rejected, system?, history? ([[user, assistant], ...])
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from launcher.cli import UsageError
+from launcher.diagnostics import DEFAULT_CAP_PER_FILE, Diagnostic, expected_one_of, suggestion_hint
+
+EXIT_OK, EXIT_INVALID = 0, 1
+OUT_SUFFIXES = (".jsonl", ".json")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("convert", help="convert TRL/OpenAI/HH/UltraFeedback/alpaca pairs to LF's format",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", metavar="IN", help="input file: .json (array or JSON Lines), .jsonl, .parquet")
+    parser.add_argument("--from", dest="fmt", metavar="FORMAT", help="input format (default: detect it)")
+    parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="output JSON Lines file")
+    parser.add_argument("--to", choices=("ranking", "kto"), default="ranking",
+                        help="ranking: pairs for dpo/orpo/simpo (default); kto: one desirable and one "
+                             "undesirable row per pair")
+    parser.add_argument("--register", metavar="DATASET_INFO", help="add OUT to this dataset_info.json")
+    parser.add_argument("--name", help="dataset name for --register (default: OUT's file name without suffix)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing OUT and replace an existing dataset_info.json entry")
+    parser.add_argument("--strict", action="store_true", help="fail (exit 1, OUT not written) if any record "
+                                                              "cannot be converted")
+    parser.add_argument("--verbose", "-v", action="store_true", help="list every skipped record")
+    parser.set_defaults(handler=run)
+
+
+def run(input: str, out: str, fmt: str | None = None, to: str = "ranking", register: str | None = None,
+        name: str | None = None, force: bool = False, strict: bool = False, verbose: bool = False) -> int:
+    from launcher.convert import ConvertError
+
+    fmt = resolve_format(fmt)
+    source, target = Path(input), Path(out)
+    name = _check_usage(target, register, name)
+    try:
+        return _run(source, target, fmt, to, register, name, force, strict, verbose)
+    except ConvertError as exc:
+        print(exc.diagnostic.render(), file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as exc:  # disk full, permissions, a failed rename: the old files are intact (atomic writes)
+        where = exc.filename or target
+        print(Diagnostic("error", "io", f"cannot write: {exc.strerror or exc}", file=str(where)).render(),
+              file=sys.stderr)
+        return EXIT_INVALID
+
+
+def resolve_format(fmt: str | None) -> str | None:
+    from launcher.convert_formats import ALIASES, FORMATS
+
+    if fmt is None or fmt in FORMATS:
+        return fmt
+    if fmt.lower() in ALIASES:
+        return ALIASES[fmt.lower()]
+    hint = suggestion_hint(fmt, FORMATS + tuple(ALIASES))
+    message = f"--from: expected one of {expected_one_of(FORMATS)} but got '{fmt}'"
+    raise UsageError(f"{message} ({hint})" if hint else message)
+
+
+def _check_usage(target: Path, register: str | None, name: str | None) -> str | None:
+    if target.suffix.lower() not in OUT_SUFFIXES:
+        raise UsageError(f"--out: expected a .jsonl or .json file name but got '{target}' "
+                         "(LLaMA-Factory picks its reader from the extension)")
+    if name is not None and register is None:
+        raise UsageError("--name needs --register DATASET_INFO (the dataset_info.json to add the entry to)")
+    return (name or target.stem) if register is not None else None
+
+
+def _run(source: Path, target: Path, fmt: str | None, to: str, register: str | None, name: str | None,
+         force: bool, strict: bool, verbose: bool) -> int:
+    from launcher.convert import ConvertError, ConvertResult, convert, dataset_entry, detect_format, plan_registration
+    from launcher.convert import register as register_entry
+
+    _check_paths(source, target, force)
+    info = Path(register) if register is not None else None
+    entry = dataset_entry(target, info, to) if info is not None else None
+    if info is not None:
+        plan_registration(info, name, entry, force)  # a name clash stops us before OUT is written
+    if fmt is None:
+        fmt, rule, index = detect_format(source)
+        print(f"{source}: detected format '{fmt}' from record {index}: {rule}; pass --from to override",
+              file=sys.stderr)
+    result = ConvertResult()
+    try:
+        convert(source, target, fmt, to, strict, result)
+    except ConvertError as exc:
+        message = f"{exc.diagnostic.message}; {target} not written"
+        raise ConvertError(dataclasses.replace(exc.diagnostic, message=message)) from None
+    finally:
+        _report_skipped(result.skipped, verbose)
+    print(summary(result, to, target))
+    if info is not None:
+        try:
+            action = register_entry(info, name, entry, force)
+        except OSError as exc:
+            raise ConvertError(Diagnostic("error", "io", f"cannot write: {exc.strerror or exc}; the file is "
+                                          "unchanged", file=str(info))) from None
+        print(_REGISTERED[action].format(name=name, info=info, file=entry["file_name"]))
+    return EXIT_OK
+
+
+_REGISTERED = {
+    "create": "created {info} with '{name}' (file_name '{file}')",
+    "add": "registered '{name}' in {info} (file_name '{file}')",
+    "replace": "replaced '{name}' in {info} (file_name '{file}')",
+    "unchanged": "'{name}' is already registered in {info} with file_name '{file}'; left unchanged",
+}
+
+
+def _check_paths(source: Path, target: Path, force: bool) -> None:
+    from launcher.convert import ConvertError
+
+    def fail(code: str, message: str, where: Path, hint: str | None = None) -> None:
+        raise ConvertError(Diagnostic("error", code, message, file=str(where), hint=hint))
+
+    if not source.is_file():
+        fail("not-found", "no such file" if not source.exists() else "not a file", source)
+    if target.exists() and source.resolve() == target.resolve():
+        fail("same-file", "OUT is the input file; write the converted data to a new file", target)
+    if target.exists() and not force:
+        fail("exists", "the file exists and would be overwritten", target, "pass --force to overwrite it")
+
+
+def _report_skipped(skipped: list[Diagnostic], verbose: bool) -> None:
+    shown = skipped if verbose else skipped[:DEFAULT_CAP_PER_FILE]
+    for diagnostic in shown:
+        print(diagnostic.render(), file=sys.stderr)
+    if len(skipped) > len(shown):
+        print(f"{skipped[0].file}: {len(skipped) - len(shown)} more records not converted; "
+              "use --verbose to list them", file=sys.stderr)
+
+
+def summary(result, to: str, target: Path) -> str:
+    """'converted 998 of 1000 records; 2 skipped: 1 empty chosen, 1 no user turn; wrote OUT (998 rows)'."""
+    text = f"converted {result.converted} of {result.total} records"
+    counts = result.skip_counts()
+    if counts:
+        kinds = ", ".join(f"{n} {code.replace('-', ' ')}" for code, n in
+                          sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        text += f"; {sum(counts.values())} skipped: {kinds}"
+    rows = f"{result.rows} KTO rows, {result.converted} desirable and {result.converted} undesirable" \
+        if to == "kto" else f"{result.rows} pair{'s' * (result.rows != 1)}"
+    return f"{text}\nwrote {target} ({rows})"
