@@ -93,4 +93,8 @@ def resolve_loss(config: Mapping[str, Any]) -> Loss:
     """The loss a config asks for: stage kto -> KTO; stage dpo -> its pref_loss (default sigmoid)."""
     if config.get("stage") == "kto":
         return LOSSES[KTO_STAGE_LOSS]
-    return LOSSES[str(config.get("pref_loss", "sigmoid"))]
+    name = config.get("pref_loss")
+    name = "sigmoid" if name is None else str(name)  # LF's default; `pref_loss: null` means the default too
+    if name not in PREF_LOSS_NAMES:
+        raise ValueError(f"pref_loss: expected one of {', '.join(PREF_LOSS_NAMES)} but got '{name}'")
+    return LOSSES[name]
