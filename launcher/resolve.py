@@ -144,8 +144,8 @@ def _sft_adapter_trap(config: Mapping[str, Any], adapter: str) -> Finding:
         f"LoRA DPO continues the adapter {adapter} without ref_model, so the reference is the BASE model, not "
         f"your SFT model{blocked}: rewards start skewed and the loss can collapse to 0 (LLaMA-Factory #8459, #8974)",
         "adapter_name_or_path",
-        "set create_new_adapter: true (not under ZeRO-3 or quantization), or train from a merged SFT "
-        "checkpoint, or set ref_model: <base> with ref_model_adapters: <sft adapter>")
+        "fix: set create_new_adapter: true, which works except under ZeRO-3 or quantization; or train from a "
+        "merged SFT checkpoint; or set ref_model: <base> with ref_model_adapters: <sft adapter>")
 
 
 # --- loss --------------------------------------------------------------------------------------------------

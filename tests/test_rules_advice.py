@@ -105,8 +105,9 @@ def test_lora_dpo_continuing_an_sft_adapter_without_a_reference_warns_of_the_bas
     assert lines == [
         "config.yaml:9:23: warning[sft-adapter-reference]: LoRA DPO continues the adapter sft without ref_model, so "
         "the reference is the BASE model, not your SFT model: rewards start skewed and the loss can collapse to 0 "
-        "(LLaMA-Factory #8459, #8974) (set create_new_adapter: true (not under ZeRO-3 or quantization), or train "
-        "from a merged SFT checkpoint, or set ref_model: <base> with ref_model_adapters: <sft adapter>)"]
+        "(LLaMA-Factory #8459, #8974) (fix: set create_new_adapter: true, which works except under ZeRO-3 or "
+        "quantization; or train from a merged SFT checkpoint; or set ref_model: <base> with ref_model_adapters: "
+        "<sft adapter>)"]
 
 
 def test_the_sft_adapter_trap_is_avoided_by_create_new_adapter_or_an_explicit_reference(workspace, sft_adapter):
