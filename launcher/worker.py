@@ -1,0 +1,165 @@
+"""The process that trains, one per rank: `python -m launcher.worker --args-file RESOLVED_CONFIG_JSON`.
+
+`dpo-launch train` starts it under torchrun (or alone for one process). It reads the flat LLaMA-Factory argument
+dict, makes the requested loss the loss that runs (launcher.loss_patch), arms the first-batch loss self-test and
+the runtime report (launcher.selftest), then calls LLaMA-Factory's `run_exp(args=..., callbacks=[...])`
+in-process, the only way to add callbacks (REFERENCE.md §6.4).
+
+This is the only dpo-launch module that may import torch/llamafactory, and it does so inside `main` so that
+`--help` and argument errors stay fast. Exit codes: 0 ok, 1 failure (one-line cause on stderr, traceback in
+`<output_dir>/dpo-launch/logs/crash-rank-<N>.txt`), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+PREFIX = "dpo-launch worker"
+
+
+class WorkerError(Exception):
+    """A problem with the worker's own input; the message is the whole diagnostic."""
+
+
+def read_args_file(path: Path) -> dict[str, Any]:
+    """The flat LF argument dict, as `dpo-launch train` resolved it."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise WorkerError(f"cannot read --args-file {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise WorkerError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(values, dict):
+        raise WorkerError(f"{path}: expected a JSON object of LLaMA-Factory arguments, got {type(values).__name__}")
+    return values
+
+
+def check_loss_name(cfg: dict[str, Any]) -> None:
+    """Refuse an unknown pref_loss before loading anything (trl would otherwise fail at step 1, or not at all)."""
+    from launcher.losses import PREF_LOSS_NAMES
+
+    name = cfg.get("pref_loss", "sigmoid")
+    if cfg.get("stage") == "dpo" and name not in PREF_LOSS_NAMES:
+        raise WorkerError(f"pref_loss: expected one of {', '.join(PREF_LOSS_NAMES)} but got {name!r}")
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def prepare_environment(cfg: dict[str, Any]) -> None:
+    """TensorBoard files go to `<output_dir>/tensorboard`: transformers 5.x ignores `logging_dir` and reads
+    TENSORBOARD_LOGGING_DIR (REFERENCE.md §8.3). The launcher sets it too; a direct run gets the same place."""
+    if cfg.get("output_dir"):
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(cfg["output_dir"]) / "tensorboard"))
+
+
+def metrics_callbacks(cfg: dict[str, Any]) -> list:
+    """Callbacks from launcher.metrics when that module exists (it streams rewards and raises alerts)."""
+    if importlib.util.find_spec("launcher.metrics") is None:
+        return []
+    import launcher.metrics
+
+    make_callbacks = getattr(launcher.metrics, "make_callbacks", None)
+    return list(make_callbacks(cfg.get("output_dir"), cfg)) if make_callbacks else []
+
+
+def announce_loss(cfg: dict[str, Any], patched: bool) -> None:
+    """One line on rank 0 saying which loss trains, and why we had to intervene."""
+    from launcher.losses import resolve_loss
+    from launcher.selftest import versions
+
+    loss = resolve_loss(cfg)
+    if rank() != 0:
+        return
+    trl = versions()["trl"]
+    if not loss.silently_sigmoid_under_llamafactory_cli:
+        note = "as LLaMA-Factory runs it"
+    elif patched and loss.name == "kto_pair":
+        note = f"computed by dpo-launch, as trl {trl} has no kto_pair (llamafactory-cli would train sigmoid)"
+    elif patched:
+        note = f"loss_type passed through to trl {trl} (llamafactory-cli would train sigmoid)"
+    else:
+        note = f"loss patch DISABLED by DPO_LAUNCH_DISABLE_LOSS_PATCH; trl {trl} may train sigmoid"
+    print(f"{PREFIX}: training {'stage kto' if loss.name == 'kto' else 'pref_loss ' + loss.name}: {note}",
+          flush=True)
+
+
+def train(cfg: dict[str, Any]) -> None:
+    """Patch, arm the probe, run LLaMA-Factory in this process."""
+    from launcher import loss_patch, selftest
+
+    patched = loss_patch.install()
+    selftest.install_probe(selftest.FirstBatchProbe(cfg))
+    announce_loss(cfg, patched)
+    from llamafactory.train.tuner import run_exp
+
+    run_exp(args=dict(cfg), callbacks=metrics_callbacks(cfg))
+
+
+def write_crash_log(cfg: dict[str, Any]) -> Path | None:
+    """Keep the traceback for a bug report without flooding the terminal with it."""
+    if not cfg.get("output_dir"):
+        return None
+    path = Path(cfg["output_dir"]).absolute() / "dpo-launch" / "logs" / f"crash-rank-{rank()}.txt"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        return None
+    return path
+
+
+def close_progress_bars() -> None:
+    """The trainer's tqdm bar is otherwise closed at exit, after our message, hiding the cause's line."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def fail(message: str) -> int:
+    close_progress_bars()
+    print(f"{PREFIX}: {message}" if not message.startswith(PREFIX) else message, file=sys.stderr, flush=True)
+    return 1
+
+
+def run(args_file: Path) -> int:
+    try:
+        cfg = read_args_file(args_file)
+        check_loss_name(cfg)
+    except WorkerError as exc:
+        return fail(str(exc))
+    prepare_environment(cfg)
+    from launcher.selftest import LossSelfTestFailed
+
+    try:
+        train(cfg)
+    except LossSelfTestFailed as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        print(f"{PREFIX}: interrupted (rank {rank()})", file=sys.stderr, flush=True)
+        return 130
+    except Exception as exc:  # LF raises ValueError/OSError etc. for bad runs; keep one line, log the rest
+        crash = write_crash_log(cfg)
+        where = f" (traceback in {crash})" if crash else ""
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return fail(f"training failed on rank {rank()}: {type(exc).__name__}: {cause}{where}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m launcher.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--args-file", type=Path, required=True,
+                        help="JSON object of LLaMA-Factory arguments (<output_dir>/dpo-launch/resolved_config.json)")
+    return run(parser.parse_args(argv).args_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
