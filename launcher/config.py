@@ -22,8 +22,43 @@ OVERRIDES_FILE = "<command line>"
 KeyPath = tuple  # e.g. ("dataset",) or ("lora_target", 0)
 
 
+# Bounds that keep hostile YAML from hanging or exhausting memory; real configs are 2-3 levels deep and a
+# few hundred values. Deeper flow nesting also makes PyYAML's scanner quadratic (10,000 '[' took 4.6 s).
+MAX_NESTING = 100
+MAX_EXPANDED_VALUES = 10_000  # values after aliases are expanded, as OmegaConf copies them ("billion laughs")
+
+
 class OmegaConfLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader with OmegaConf's changes (omegaconf/_utils.py: get_yaml_loader)."""
+    """PyYAML's SafeLoader with OmegaConf's changes (omegaconf/_utils.py: get_yaml_loader), plus the
+    nesting and recursive-alias limits above, raised as YAML errors with the position."""
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._depth = 0
+        self._open_anchors: set = set()
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_NESTING:
+            raise yaml.scanner.ScannerError(None, None, f"nesting deeper than {MAX_NESTING} levels", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:  # `a: &x [*x]`: OmegaConf recurses until RecursionError
+                raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} is used inside its own "
+                                                  f"anchor &{event.anchor}", event.start_mark)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_NESTING:
+            raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_NESTING} levels", event.start_mark)
+        anchor = event.anchor
+        self._depth += 1
+        self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
         seen = set()
@@ -119,14 +154,16 @@ def _read_text(path: Path) -> str:
     def fail(message: str, hint: str | None = None) -> ConfigLoadError:
         return ConfigLoadError([Diagnostic(ERROR, "config-unreadable", message, file=str(path), hint=hint)])
 
-    if not path.exists():
-        raise fail(f"config file not found: {path}", "check the path; it is resolved from the current directory")
-    if path.is_dir():
-        raise fail(f"expected a YAML or JSON config file but got a directory: {path}")
     try:
+        if path.is_symlink() and not path.exists():
+            raise fail(f"config path is a symbolic link that leads nowhere (a loop, or its target is missing): {path}")
+        if not path.exists():
+            raise fail(f"config file not found: {path}", "check the path; it is resolved from the current directory")
+        if path.is_dir():
+            raise fail(f"expected a YAML or JSON config file but got a directory: {path}")
         raw = path.read_bytes()
-    except OSError as exc:
-        raise fail(f"cannot read config: {exc.strerror or exc}") from exc
+    except (OSError, ValueError) as exc:  # a name too long or with a NUL byte, a permission denied
+        raise fail(f"cannot read config: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -136,7 +173,14 @@ def _read_text(path: Path) -> str:
 
 
 def _parse_yaml(text: str, file: str) -> tuple[dict, dict, dict]:
-    loader = OmegaConfLoader(text)
+    try:
+        loader = OmegaConfLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character such as NUL: PyYAML checks them all up front
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise ConfigLoadError([Diagnostic(ERROR, "yaml-syntax", f"invalid YAML: character {exc.character:#06x} "
+                                          "is not allowed in YAML", file=file, line=line, column=column,
+                                          hint="delete it; YAML allows tabs and newlines but no other control characters")]) from exc
     try:
         node = loader.get_single_node()
         values = loader.construct_document(node) if node is not None else None
@@ -154,10 +198,29 @@ def _parse_yaml(text: str, file: str) -> tuple[dict, dict, dict]:
     finally:
         loader.dispose()
     _require_mapping(values, file)
+    _limit_expansion(node, file)
     key_positions: dict = {}
     value_positions: dict = {}
     _index_positions(node, (), file, key_positions, value_positions)
     return values, key_positions, value_positions
+
+
+def _limit_expansion(node: yaml.Node, file: str) -> None:
+    """Refuse aliases that expand to more than MAX_EXPANDED_VALUES values (counted once per distinct node)."""
+    sizes: dict[int, int] = {}
+
+    def size(current: yaml.Node) -> int:
+        if id(current) not in sizes:
+            children = current.value if isinstance(current, yaml.SequenceNode) else [
+                item for pair in current.value for item in pair] if isinstance(current, yaml.MappingNode) else []
+            sizes[id(current)] = 1 + sum(size(child) for child in children)
+        return sizes[id(current)]
+
+    if size(node) > MAX_EXPANDED_VALUES:
+        raise ConfigLoadError([Diagnostic(
+            ERROR, "yaml-aliases", f"YAML aliases expand to more than {MAX_EXPANDED_VALUES:,} values (an alias bomb?); "
+            "OmegaConf copies every alias, so LLaMA-Factory would exhaust memory", file=file, line=1, column=1,
+            hint="write the values out instead of nesting aliases")])
 
 
 def _require_mapping(values: Any, file: str) -> None:
@@ -173,14 +236,26 @@ def _require_mapping(values: Any, file: str) -> None:
 def _index_positions(node: yaml.Node, prefix: tuple, file: str, keys: dict, values: dict) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key_path = prefix + (key_node.value,)
-            keys[key_path] = Position(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            values[key_path] = Position(file, value_node.start_mark.line + 1, value_node.start_mark.column + 1)
+            for name in _key_names(key_node):
+                key_path = prefix + (name,)
+                keys[key_path] = Position(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                values[key_path] = Position(file, value_node.start_mark.line + 1, value_node.start_mark.column + 1)
             _index_positions(value_node, key_path, file, keys, values)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             values[prefix + (index,)] = Position(file, item.start_mark.line + 1, item.start_mark.column + 1)
             _index_positions(item, prefix + (index,), file, keys, values)
+
+
+def _key_names(key_node: yaml.Node) -> tuple:
+    """The key as written, and as the checks spell a non-string key (`~:` -> 'null', `true:` -> 'True')."""
+    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:str":
+        return (key_node.value,) if isinstance(key_node, yaml.ScalarNode) else (str(key_node.value),)
+    try:
+        value = OmegaConfLoader("").construct_object(key_node)
+    except (yaml.YAMLError, ValueError):
+        return (key_node.value,)
+    return (key_node.value, "null" if value is None else str(value))
 
 
 def _parse_json(text: str, file: str) -> tuple[dict, dict, dict]:
@@ -199,7 +274,7 @@ def _parse_json(text: str, file: str) -> tuple[dict, dict, dict]:
     key_positions: dict = {}
     value_positions: dict = {}
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=OmegaConfLoader)
         _index_positions(node, (), file, key_positions, value_positions)
     except (yaml.YAMLError, RecursionError):
         pass

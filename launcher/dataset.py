@@ -15,6 +15,7 @@ from launcher.config import LoadedConfig
 from launcher.dataset_files import (
     advice,
     count_records,
+    is_kind,
     resolve_files,
     scan_file,
     summary_note,
@@ -63,7 +64,8 @@ def check_datasets(loaded: LoadedConfig, cwd: Path) -> tuple[list[Diagnostic], d
     if info is None:
         return found, summary
     found += check_schema(info, {name for _, _, name in names})
-    mode = MODES.get(loaded.values.get("stage"))
+    stage = loaded.values.get("stage")
+    mode = MODES.get(stage) if isinstance(stage, str) else None  # `stage: []` is the schema's error, not a crash
     seen: set[str] = set()
     for key, index, name in names:
         if name not in info.entries:
@@ -85,7 +87,7 @@ def _remote(loaded: LoadedConfig, names: list, dataset_dir: str, summary: dict) 
 
 
 def _load_info(loaded: LoadedConfig, dataset_dir: str, cwd: Path) -> tuple[DatasetInfo | None, list[Diagnostic]]:
-    if not (cwd / dataset_dir).is_dir():
+    if not is_kind(cwd / dataset_dir, "is_dir"):
         key = "dataset_dir" if "dataset_dir" in loaded.values else "dataset"
         return None, [loaded.diagnostic(ERROR, "dataset-dir-missing", f"dataset_dir '{dataset_dir}' is not a folder; "
                                         "LLaMA-Factory resolves it from the directory you launch in", key,
@@ -117,6 +119,10 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
         found += _scan(data_file, checker, summary)
         record["files"].append(data_file.display)
     record["checked"] = True
+    if not any(summary["files"][f.display]["records"] + summary["files"][f.display]["unparsable"] for f in files):
+        found.append(info.diagnostic(ERROR, "dataset-empty", f"entry '{name}': {', '.join(record['files'])} holds "
+                                     "no records; LLaMA-Factory cannot train on an empty dataset", name, "file_name",
+                                     key=False))
     return advice(checker, info, name) + found
 
 

@@ -41,19 +41,38 @@ class FileStats:
                 "unparsable": self.unparsable, "problems": dict(sorted(self.problems.items()))}
 
 
+def is_kind(path: Path, kind: str) -> bool:
+    """path.is_dir() / is_file() / is_symlink(), False where the name itself is unusable (too long, NUL byte):
+    pathlib raises OSError for ENAMETOOLONG, which user-supplied names reach."""
+    try:
+        return getattr(path, kind)()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[DataFile], str | None, str | None]:
     """(files, error message, hint) for `os.path.join(dataset_dir, file_name)` from cwd."""
+    try:
+        return _resolve_files(dataset_dir, file_name, cwd)
+    except (OSError, ValueError) as exc:
+        display = os.path.join(dataset_dir, file_name)
+        return [], f"cannot read {display}: {getattr(exc, 'strerror', None) or exc}", None
+
+
+def _resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[DataFile], str | None, str | None]:
     display = os.path.join(dataset_dir, file_name)
     local = cwd / display
-    if local.is_dir():
+    if is_kind(local, "is_dir"):
         names = sorted(os.listdir(local))
         if not names:
             return [], f"folder {display} is empty; LLaMA-Factory crashes with IndexError", None
         paths = [(local / name, os.path.join(display, name)) for name in names]
-    elif local.is_file():
+    elif is_kind(local, "is_file"):
         paths = [(local, display)]
+    elif is_kind(local, "is_symlink"):
+        return [], f"{display} is a symbolic link that leads nowhere (a loop, or its target is missing)", None
     else:
-        siblings = sorted(p.name for p in local.parent.iterdir()) if local.parent.is_dir() else []
+        siblings = sorted(p.name for p in local.parent.iterdir()) if is_kind(local.parent, "is_dir") else []
         return [], f"file {display} not found (LLaMA-Factory: 'File {display} not found.')", suggestion_hint(
             Path(file_name).name, siblings) or "file_name is relative to dataset_dir"
     types = {FILEEXT2TYPE.get(Path(p).suffix[1:]) for p, _ in paths}

@@ -79,10 +79,13 @@ def load_dataset_info(path: Path, display: str) -> tuple[DatasetInfo | None, lis
                     hint="LLaMA-Factory reads it from dataset_dir, resolved from the directory you launch in")
     except UnicodeDecodeError as exc:
         return fail("json-syntax", f"{display} is not valid UTF-8 ({exc.reason})")
+    duplicates: list[str] = []
     try:
-        entries = json.loads(text)
+        entries = json.loads(text, object_pairs_hook=lambda pairs: _keep_last(pairs, duplicates))
     except json.JSONDecodeError as exc:
         return fail("json-syntax", f"invalid JSON: {exc.msg}", exc.lineno, exc.colno)
+    except RecursionError:
+        return fail("json-syntax", "invalid JSON: nested too deeply (more than about 1,000 levels)", 1, 1)
     if not isinstance(entries, dict):
         return fail("schema", f"expected an object mapping dataset names to entries but got a {type(entries).__name__}", 1, 1)
     info = DatasetInfo(display, entries)
@@ -90,7 +93,24 @@ def load_dataset_info(path: Path, display: str) -> tuple[DatasetInfo | None, lis
         _index_positions(yaml.compose(text, Loader=yaml.SafeLoader), (), display, info.keys, info.values)
     except (yaml.YAMLError, RecursionError):
         pass
-    return info, []
+    return info, [_duplicate(text, display, key) for key in duplicates]
+
+
+def _duplicate(text: str, display: str, key: str) -> Diagnostic:
+    offset = max(text.rfind(json.dumps(key)), 0)  # the later occurrence is the one json.load keeps
+    line = text.count("\n", 0, offset) + 1
+    return Diagnostic(WARNING, "duplicate-key", f"duplicate key '{key}': LLaMA-Factory's json.load silently keeps "
+                      "this last one", file=display, line=line, column=offset - text.rfind("\n", 0, offset),
+                      hint="keep one of them")
+
+
+def _keep_last(pairs: list, duplicates: list[str]) -> dict:
+    """dict(pairs) as json.load builds it, noting the keys given twice."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set = set()
+        duplicates += [key for key, _ in pairs if key in seen or seen.add(key)]
+    return result
 
 
 def check_schema(info: DatasetInfo, used: set[str]) -> list[Diagnostic]:

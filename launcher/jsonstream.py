@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Iterator
 
 CHUNK = 1 << 20
-# A record larger than this is not a training example; stop growing the buffer and report.
-MAX_RECORD_CHARS = 256 << 20
+# The largest record we read: a JSON Lines line in bytes, a JSON array element in characters. Anything larger
+# is not a training example; it is refused without being read whole (a 1 GB line costs 64 MiB, not 1 GB).
+MAX_RECORD_BYTES = 64 << 20
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -57,30 +59,66 @@ def iter_json_file(path: Path) -> Iterator[tuple[int, int | None, object]]:
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, int | None, object]]:
-    loads = json_loads()
+    loads, limit = json_loads(), MAX_RECORD_BYTES
+    step = min(CHUNK, limit + 1)
     index = 0
     with open(path, "rb") as handle:
-        for line, raw in enumerate(handle, 1):
+        for line, raw in enumerate(iter(lambda: handle.readline(step), b""), 1):
+            if len(raw) == step and not raw.endswith(b"\n"):
+                raw = _long_line(handle, raw, limit, step)
+                if raw is None:  # stop: finding the end of this line could mean reading gigabytes
+                    yield index, line, SyntaxProblem(f"record larger than {_size(limit)} (the most dpo-launch "
+                                                     "reads); a line this long is not one training example", line,
+                                                     fatal=True)
+                    return
+            if line == 1 and raw.startswith(BOM):  # pyarrow, which LF loads JSON Lines with, accepts a BOM
+                raw = raw[len(BOM):]
             try:
                 value = loads(raw)
             except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
                 if not raw.strip():
                     continue  # blank lines are skipped by the JSON Lines reader
-                value = _line_problem(raw, line, exc)
+                value = _parse_slowly(raw, line, exc)
             yield index, line, value
             index += 1
 
 
-def _line_problem(raw: bytes, line: int, exc: ValueError) -> SyntaxProblem:
+def _long_line(handle, start: bytes, limit: int, step: int) -> bytes | None:
+    """The rest of a line longer than `step`, read a step at a time (one big readline is 3x slower and copies
+    twice), or None once it passes `limit` bytes."""
+    parts, size = [start], len(start)
+    while size <= limit and not parts[-1].endswith(b"\n"):
+        chunk = handle.readline(step)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts) if size <= limit else None
+
+
+def _parse_slowly(raw: bytes, line: int, exc: ValueError) -> object:
+    """The record by the stdlib parser, which accepts NaN and Infinity as pyarrow does (orjson does not),
+    or the problem, in the stdlib's clearer words."""
     try:
-        json.loads(raw.rstrip(b"\r\n"))  # the stdlib's message and column are the clearer ones
+        return json.loads(raw.rstrip(b"\r\n"))
     except UnicodeDecodeError as err:
         return SyntaxProblem(f"invalid UTF-8 (byte {err.start} of the line)", line, None)
     except json.JSONDecodeError as err:
         if line == 1 and err.msg == "Extra data":
             return SyntaxProblem("invalid JSON Lines: more than one value on the line", line, err.colno)
-        return SyntaxProblem(f"invalid JSON: {err.msg}", line, err.colno)
-    return SyntaxProblem(f"invalid JSON: {exc}", line, None)
+        return SyntaxProblem(f"invalid JSON: {_reason(err)}", line, err.colno)
+    except RecursionError:
+        return SyntaxProblem("invalid JSON: nested too deeply (more than about 1,000 levels)", line, None)
+
+
+def _size(limit: int) -> str:
+    return f"{limit / (1 << 20):g} MiB" if limit >= 1 << 20 else f"{limit:,} bytes"
+
+
+def _reason(error: json.JSONDecodeError) -> str:
+    if error.msg == "Invalid control character at":  # the stdlib appends the position we report separately
+        return "a control character (a byte below 0x20, e.g. a raw tab or NUL) inside a string; escape it"
+    return error.msg
 
 
 class _ArrayReader:
@@ -97,7 +135,8 @@ class _ArrayReader:
     def fill(self) -> bool:
         if self.eof:
             return False
-        chunk = self.handle.read(max(CHUNK, len(self.buf) - self.pos))
+        pending = len(self.buf) - self.pos  # doubles while a record is cut, but stops just past the limit
+        chunk = self.handle.read(max(CHUNK, min(pending, MAX_RECORD_BYTES + 1 - pending)))
         if not chunk:
             self.eof = True
             return False
@@ -148,7 +187,8 @@ def iter_json_array(path: Path) -> Iterator[tuple[int, int | None, object]]:
                 last = item[0]
                 yield item
     except UnicodeDecodeError as exc:
-        yield last + 1, None, SyntaxProblem(f"invalid UTF-8 after record {last} ({exc.reason})", fatal=True)
+        where = f"after record {last}" if last >= 0 else "before the first record ends"
+        yield last + 1, None, SyntaxProblem(f"invalid UTF-8 {where} ({exc.reason})", fatal=True)
 
 
 def _array_items(reader: _ArrayReader, decoder: json.JSONDecoder) -> Iterator[tuple[int, int | None, object]]:
@@ -187,12 +227,17 @@ def _decode_one(reader: _ArrayReader, decoder: json.JSONDecoder):
     while True:
         try:
             return decoder.raw_decode(reader.buf, reader.pos)
+        except RecursionError:
+            return reader.problem("invalid JSON: nested too deeply (more than about 1,000 levels)")
         except json.JSONDecodeError as exc:
-            start = reader.pos
             maybe_cut = exc.pos >= len(reader.buf) - 16 or exc.msg.startswith("Unterminated string")
-            if maybe_cut and len(reader.buf) - start < MAX_RECORD_CHARS and reader.fill():
-                continue
-            return reader.problem(f"invalid JSON: {exc.msg}", exc.pos)
+            if not maybe_cut:
+                return reader.problem(f"invalid JSON: {_reason(exc)}", exc.pos)
+            if len(reader.buf) - reader.pos > MAX_RECORD_BYTES:
+                return reader.problem(f"record larger than {_size(MAX_RECORD_BYTES)} (the most dpo-launch reads); "
+                                      "a record this long is not one training example")
+            if not reader.fill():
+                return reader.problem(f"invalid JSON: {_reason(exc)}", exc.pos)
 
 
 def _trailing(reader: _ArrayReader, index: int) -> Iterator[tuple[int, int | None, object]]:
