@@ -7,7 +7,8 @@ in-process, the only way to add callbacks (REFERENCE.md §6.4).
 
 This is the only dpo-launch module that may import torch/llamafactory, and it does so inside `main` so that
 `--help` and argument errors stay fast. Exit codes: 0 ok, 1 failure (one-line cause on stderr, traceback in
-`<output_dir>/dpo-launch/logs/crash-rank-<N>.txt`), 130 interrupted.
+`<output_dir>/dpo-launch/logs/crash-rank-<N>.txt`), 130 SIGINT, 143 SIGTERM. A signal during the training
+loop saves a checkpoint on every rank first (launcher.graceful_stop).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import argparse
 import importlib.util
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
+
+from launcher.graceful_stop import StopRequest
 
 PREFIX = "dpo-launch worker"
 
@@ -92,16 +96,18 @@ def announce_loss(cfg: dict[str, Any], patched: bool) -> None:
           flush=True)
 
 
-def train(cfg: dict[str, Any]) -> None:
-    """Patch, arm the probe, run LLaMA-Factory in this process."""
+def train(cfg: dict[str, Any], stop: StopRequest) -> None:
+    """Patch, arm the probe, run LLaMA-Factory in this process; the stop-on-signal callback goes last, so
+    the metrics writers are closed before it ends the run."""
     from launcher import loss_patch, selftest
+    from launcher.graceful_stop import make_callback
 
     patched = loss_patch.install()
     selftest.install_probe(selftest.FirstBatchProbe(cfg))
     announce_loss(cfg, patched)
     from llamafactory.train.tuner import run_exp
 
-    run_exp(args=dict(cfg), callbacks=metrics_callbacks(cfg))
+    run_exp(args=dict(cfg), callbacks=[*metrics_callbacks(cfg), make_callback(stop)])
 
 
 def write_crash_log(cfg: dict[str, Any]) -> Path | None:
@@ -130,27 +136,61 @@ def fail(message: str) -> int:
     return 1
 
 
+def interrupted(exc: KeyboardInterrupt) -> int:
+    """128 + the signal: 130 for Ctrl-C, 143 for SIGTERM, with the checkpoint saved on the way out."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    checkpoint = getattr(exc, "checkpoint", None)
+    close_progress_bars()
+    saved = f"; saved {checkpoint}" if checkpoint else ""
+    print(f"{PREFIX}: interrupted by {signal.Signals(signum).name} (rank {rank()}){saved}", file=sys.stderr,
+          flush=True)
+    leave_process_group()
+    return 128 + signum
+
+
+def leave_process_group() -> None:
+    """Every rank stopped at the same step, so the group can be torn down cleanly (LF does it only on success)."""
+    dist = sys.modules.get("torch.distributed")
+    try:
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # noqa: BLE001, S110 - leaving anyway; the process exits next
+        pass
+
+
+def training_failed(cfg: dict[str, Any], exc: Exception) -> int:
+    """One line naming the cause (for a failed write: which file, which error, the last good checkpoint)."""
+    from launcher.checkpoint_faults import describe_write_failure
+
+    crash = write_crash_log(cfg)
+    where = f" (traceback in {crash})" if crash else ""
+    described = describe_write_failure(exc, cfg.get("output_dir"))
+    if described:
+        return fail(f"training failed on rank {rank()}: {described}{where}")
+    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return fail(f"training failed on rank {rank()}: {type(exc).__name__}: {cause}{where}")
+
+
 def run(args_file: Path) -> int:
+    stop = StopRequest()
+    stop.install()  # from the start: a signal while loading ends the worker with 130/143, not a traceback
     try:
         cfg = read_args_file(args_file)
         check_loss_name(cfg)
+        prepare_environment(cfg)
+        from launcher.selftest import LossSelfTestFailed
     except WorkerError as exc:
         return fail(str(exc))
-    prepare_environment(cfg)
-    from launcher.selftest import LossSelfTestFailed
-
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
     try:
-        train(cfg)
+        train(cfg, stop)
     except LossSelfTestFailed as exc:
         return fail(str(exc))
-    except KeyboardInterrupt:
-        print(f"{PREFIX}: interrupted (rank {rank()})", file=sys.stderr, flush=True)
-        return 130
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
     except Exception as exc:  # LF raises ValueError/OSError etc. for bad runs; keep one line, log the rest
-        crash = write_crash_log(cfg)
-        where = f" (traceback in {crash})" if crash else ""
-        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return fail(f"training failed on rank {rank()}: {type(exc).__name__}: {cause}{where}")
+        return training_failed(cfg, exc)
     return 0
 
 

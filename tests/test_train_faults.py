@@ -1,18 +1,26 @@
 """Faults during real training runs: a rank killed with SIGKILL, Ctrl-C and SIGTERM on `dpo-launch train`.
-Every process of the run must be gone afterwards, with the exit code and message the user is promised."""
+Every process of the run must be gone afterwards, with the exit code and message the user is promised;
+an interrupted run leaves a checkpoint, and `--resume` after either fault continues at the right step with
+each step in TensorBoard exactly once."""
 
 from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from fixtures_training import training_env
-from test_train import workspace
+from test_train import loss_steps, workspace
+
+from launcher.checkpoint_faults import complete_checkpoints
+from launcher.events import masked_crc32c
+from launcher.events_rewind import rewind_file
 
 LONG_RUN = {"max_steps": 5000, "save_strategy": "no"}  # long enough that a fault always lands mid-training
 
@@ -87,8 +95,8 @@ def test_a_rank_killed_with_sigkill_stops_the_run_and_the_launcher_names_the_ran
     (signal.SIGINT, 130, ("--nproc-per-node", "2")),
     (signal.SIGTERM, 143, ()),
 ], ids=["ctrl-c-two-ranks", "sigterm-one-process"])
-def test_an_interrupted_launcher_stops_every_rank_and_exits_with_the_signals_code(tmp_path, tiny_model_dir, sig,
-                                                                                    code, flags):
+def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_resumes_from_it(
+        tmp_path, tiny_model_dir, sig, code, flags):
     ws = workspace(tmp_path / "ws", tiny_model_dir, **LONG_RUN)
     out = ws.out
     proc = start_train(tmp_path, ws, *flags)
@@ -98,3 +106,121 @@ def test_an_interrupted_launcher_stops_every_rank_and_exits_with_the_signals_cod
     assert processes_mentioning(str(tmp_path)) == []
     assert (tmp_path / "stderr.txt").read_text().splitlines()[-1] == (
         f"dpo-launch: interrupted by {signal.Signals(sig).name}; training stopped; logs in {out / 'dpo-launch/logs'}")
+    [checkpoint] = complete_checkpoints(out)  # save_strategy is "no": the signal alone made it
+    step = int(checkpoint.name.split("-")[1])
+    prefix = "[rank0]: " if flags else ""
+    assert f"{prefix}dpo-launch worker: interrupted by {signal.Signals(sig).name} (rank 0); saved {checkpoint}" \
+        in (tmp_path / "stdout.txt").read_text().splitlines()
+    assert step >= 2 and loss_steps(out) == list(range(1, step + 1))
+    assert not (out / "model.safetensors").exists()  # an interrupted run is not a finished one
+
+    # Resumed in one process: with several CPU ranks transformers 5.6 loads optimizer.pt with
+    # map_location=args.device ("cpu:0"), which torch's CPU deserializer rejects (Trainer._load_optimizer_and_scheduler).
+    ws.write_config(max_steps=step + 2)
+    resumed = run_cli("train", ws.config, "--resume", "--no-monitor", cwd=ws.root, env=training_env())
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"Resuming training from checkpoint with epoch 0 and global step {step}" in resumed.stdout
+    assert loss_steps(out) == list(range(1, step + 3))
+
+
+def event_record(step: int) -> bytes:
+    """One framed TFRecord holding an Event with wall_time 1.5 and `step` (protobuf fields 1 and 2)."""
+    data = b"\x09" + struct.pack("<d", 1.5) + (b"\x10" + bytes([step]) if step else b"")
+    header = struct.pack("<Q", len(data))
+    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+def test_rewinding_an_event_file_keeps_earlier_records_byte_for_byte_and_drops_an_unfinished_one(tmp_path):
+    path = tmp_path / "events.out.tfevents.1"
+    kept = event_record(0) + event_record(1) + event_record(2)
+    path.write_bytes(kept + event_record(3) + event_record(2) + event_record(4)[:-3])
+    rewound = rewind_file(path, 2)
+    assert (rewound.dropped, rewound.kept, path.read_bytes()) == (2, 4, kept + event_record(2))
+    assert rewind_file(path, 2).dropped == 0  # nothing more to drop: the file is not rewritten
+
+
+def worker_pid(out: Path) -> int:
+    """The single-process worker (no torchrun) of the run writing into `out`."""
+    [pid] = [pid for pid in processes_mentioning(str(out / "dpo-launch" / "resolved_config.json"))
+             if "launcher.worker" in cmdline(str(pid))]
+    return pid
+
+
+def freeze_with_steps_past_the_last_checkpoint(pid: int, out: Path, timeout: float = 120) -> tuple[int, int]:
+    """SIGSTOP the worker at a moment when TensorBoard holds steps after its last complete checkpoint;
+    returns (last logged step, last checkpoint step)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        os.kill(pid, signal.SIGSTOP)
+        logged = max(loss_steps(out), default=0)
+        saved = complete_checkpoints(out)
+        last_saved = int(saved[-1].name.split("-")[1]) if saved else 0
+        if last_saved and logged > last_saved:
+            return logged, last_saved
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("never caught the worker between a logged step and the next checkpoint")
+
+
+def test_resume_after_kill_9_drops_the_steps_logged_after_the_last_checkpoint_from_tensorboard(tmp_path,
+                                                                                                 tiny_model_dir):
+    ws = workspace(tmp_path / "ws", tiny_model_dir, max_steps=5000, save_steps=3, save_total_limit=2)
+    out = ws.out
+    proc = start_train(tmp_path, ws)
+    wait_for_training(proc, out, tmp_path)
+    pid = worker_pid(out)
+    logged, saved = freeze_with_steps_past_the_last_checkpoint(pid, out)
+    os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == 137
+    assert (tmp_path / "stderr.txt").read_text().splitlines()[-1] == (
+        f"dpo-launch: training failed (exit code 137, killed by SIGKILL); log: {out / 'dpo-launch/logs/rank-0.log'}")
+    assert loss_steps(out) == list(range(1, logged + 1))
+
+    ws.write_config(max_steps=logged + 2)
+    resumed = run_cli("train", ws.config, "--resume", "--no-monitor", cwd=ws.root, env=training_env())
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"Resuming training from checkpoint with epoch 0 and global step {saved}" in resumed.stdout
+    [rewound] = [line for line in resumed.stdout.splitlines() if "TensorBoard record(s) after step" in line]
+    assert rewound.startswith("dpo-launch train: --resume: dropped ")
+    assert f" TensorBoard record(s) after step {saved} from {out / 'tensorboard'}/events.out.tfevents." in rewound
+    assert loss_steps(out) == list(range(1, logged + 3))  # each step once: no duplicate, none missing
+
+
+# --- --stop-on: an alert that ends the run, and the flags' usage errors ------------------------------------
+
+@pytest.mark.parametrize("flags, stopped", [((), True), (("--stop-on", "none"), False)], ids=["default", "none"])
+def test_a_nan_run_stops_at_step_1_with_a_checkpoint_unless_stop_on_is_none(tmp_path, tiny_model_dir, flags, stopped):
+    # pref_beta 1e38 overflows the first step's gradient: grad_norm is NaN at step 1 (loss-not-finite fires)
+    ws = workspace(tmp_path / "ws", tiny_model_dir, pref_beta=1e38, max_steps=4, save_strategy="no")
+    result = run_cli("train", ws.config, "--no-monitor", *flags, cwd=ws.root, env=training_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in ws.out.glob("checkpoint-*")) == (["checkpoint-1"] if stopped else [])
+    assert loss_steps(ws.out) == ([1] if stopped else [1, 2, 3, 4])
+    assert ("dpo-launch: stopping the run at step 1 because of loss-not-finite (--stop-on); saving a checkpoint "
+            "first" in result.stdout + result.stderr) == stopped
+    assert "error[loss-not-finite] step 1: " in result.stdout + result.stderr  # reported either way
+
+
+def test_stop_on_and_alert_thresholds_reach_the_worker(tmp_path, tiny_model_dir):
+    # learning_rate 1e-9: the loss stays at ln 2; with the thresholds lowered, loss-stuck-at-ln2 fires at step 3
+    ws = workspace(tmp_path / "ws", tiny_model_dir, learning_rate=1e-9, max_steps=8, save_strategy="no")
+    result = run_cli("train", ws.config, "--no-monitor", "--stop-on", "loss-stuck-at-ln2", "--alert-threshold",
+                     "ln2_min_steps=3", "--alert-threshold", "window=3", cwd=ws.root, env=training_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in ws.out.glob("checkpoint-*")) == ["checkpoint-3"]
+    assert loss_steps(ws.out) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--stop-on", "loss-not-finit"), ("--stop-on: expected one of loss-not-finite, margins-near-zero, "
+     "accuracy-saturated-early, loss-stuck-at-ln2, likelihood-displacement, eval-overoptimization, grad-norm-spike "
+     "(or 'none') but got 'loss-not-finit' (did you mean 'loss-not-finite'?)")),
+    (("--alert-threshold", "spike_factor=x"), ("--alert-threshold: alert threshold 'spike_factor=x': 'x' is not a "
+     "number")),
+], ids=["stop-on", "alert-threshold"])
+def test_a_bad_stop_on_or_alert_threshold_is_a_usage_error_before_anything_runs(tmp_path, tiny_model_dir, flags,
+                                                                                 message):
+    ws = workspace(tmp_path / "ws", tiny_model_dir)
+    result = run_cli("train", ws.config, *flags, cwd=ws.root)
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"dpo-launch: error: {message}\n", "")
+    assert not ws.out.exists()

@@ -5,6 +5,11 @@ The config stays a plain LLaMA-Factory config: everything launcher-specific is a
 validate (refuse on errors) -> check this machine (GPUs, precision) -> resolve the LF argument dict ->
 guard `output_dir` (no silent resume or overwrite) -> build argv/env (launcher.launch) -> `--dry-run` prints
 them, else write `<output_dir>/dpo-launch/` and run (launcher.supervise), passing the job's exit code through.
+
+Faults: `--resume` picks the last *complete* checkpoint (one with trainer_state.json) and first drops the
+TensorBoard records logged after it (launcher.events_rewind), so no step shows twice. Ctrl-C / SIGTERM make
+every rank save a checkpoint before stopping (launcher.graceful_stop; exit 130 / 143). `--stop-on` and
+`--alert-threshold` reach the ranks' alert callbacks as DPO_LAUNCH_STOP_ON / DPO_LAUNCH_ALERT_THRESHOLDS.
 """
 
 from __future__ import annotations
@@ -49,16 +54,23 @@ def add_parser(subparsers) -> None:
                                "and tensorboard/)")
     parser.add_argument("--no-monitor", dest="monitor", action="store_false",
                         help="plain log lines instead of the live metrics view")
+    parser.add_argument("--stop-on", dest="stop_on", metavar="NAMES",
+                        help="comma-separated health alerts that end the run after saving a checkpoint "
+                             "(default: loss-not-finite; 'none': no alert stops the run)")
+    parser.add_argument("--alert-threshold", dest="alert_thresholds", action="append", default=[],
+                        metavar="NAME=VALUE", help="change one alert threshold (repeatable), e.g. spike_factor=5")
     parser.set_defaults(handler=run)
 
 
 def run(config: str | None, overrides: list[str], config_file: str | None = None, dry_run: bool = False,
-        resume: bool = False, overwrite: bool = False, monitor: bool = True, **launch_flags: Any) -> int:
+        resume: bool = False, overwrite: bool = False, monitor: bool = True, stop_on: str | None = None,
+        alert_thresholds: list[str] | None = None, **launch_flags: Any) -> int:
     from launcher.diagnostics import render_text
     from launcher.validation import validate
 
     config_path, overrides = pop_config_path(config, overrides, config_file)
     cwd, env = Path.cwd(), dict(os.environ)
+    env.update(alert_settings(stop_on, alert_thresholds or []))
     result = validate(config_path, overrides, cwd=cwd)
     if result.diagnostics:
         render_text(result.diagnostics, sys.stdout, checked=config_path)
@@ -92,6 +104,8 @@ def _train(result, launch_flags: dict, cwd: Path, env: dict[str, str], dry_run: 
     if overwrite:
         clear_previous_run(output_dir)
     record_run(result, resolved, topology, cwd, env)
+    if resume:
+        rewind_tensorboard(output_dir, Path(resolved["resume_from_checkpoint"]))
     print(f"dpo-launch train: run directory {output_dir}; TensorBoard: tensorboard --logdir "
           f"{tensorboard_dir(output_dir)}", flush=True)
     from launcher.supervise import supervise
@@ -166,6 +180,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def alert_settings(stop_on: str | None, thresholds: list[str]) -> dict[str, str]:
+    """--stop-on and --alert-threshold, checked here (a usage error, exit 2) and handed to every rank's
+    callbacks (launcher.metrics) through the environment; plus torchrun's shutdown timeout (below)."""
+    from launcher.alerts import parse_stop_on, parse_thresholds
+    from launcher.cli import UsageError
+    from launcher.metrics import STOP_ON_ENV, THRESHOLDS_ENV
+    from launcher.supervise import GRACE_SECONDS
+
+    try:
+        names = parse_stop_on(stop_on)  # its message starts with "--stop-on: "
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        parse_thresholds(thresholds)
+    except ValueError as exc:
+        raise UsageError(f"--alert-threshold: {exc}") from None
+    settings = {STOP_ON_ENV: ",".join(names) or "none"}
+    if thresholds:
+        settings[THRESHOLDS_ENV] = ",".join(item.strip() for item in thresholds)
+    # After Ctrl-C / SIGTERM torchrun SIGKILLs ranks still saving after this many seconds (30 by default,
+    # torch/distributed/launcher/api.py); let them use most of the launcher's own grace period instead.
+    if "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in os.environ:
+        settings["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = str(int(GRACE_SECONDS) - 5)
+    return settings
+
+
 def launch_for_node(values: Mapping[str, Any], topology, cwd: Path, base_env: Mapping[str, str],
                     gpus: int | None = None):
     """One node's LaunchSpec for this config, exactly as `train` runs it (`plan` shows the same)."""
@@ -192,13 +232,12 @@ def guard_output_dir(output_dir: Path, values: Mapping[str, Any], consent: str |
     LLaMA-Factory resumes silently from a checkpoint-* it finds in output_dir (REFERENCE.md §4.3), and
     `overwrite_output_dir` lets it write over final weights; dpo-launch asks first.
     """
+    from launcher.checkpoint_faults import complete_checkpoints
     from launcher.rundir import checkpoints, weight_files
 
     found = checkpoints(output_dir)
     if consent == "resume":
-        if not found:
-            raise TrainRefused(f"--resume: no checkpoint-N directory in {output_dir} to resume from")
-        return {"resume_from_checkpoint": str(found[-1])}
+        return {"resume_from_checkpoint": str(checkpoint_to_resume(output_dir))}
     if consent == "overwrite":
         return {"overwrite_output_dir": True}
     if values.get("resume_from_checkpoint") or values.get("overwrite_output_dir") is True:
@@ -206,10 +245,29 @@ def guard_output_dir(output_dir: Path, values: Mapping[str, Any], consent: str |
     previous = [p.name for p in found] + [p.name for p in weight_files(output_dir)]
     if previous:
         shown = ", ".join(previous[:3]) + (f" and {len(previous) - 3} more" if len(previous) > 3 else "")
+        good = complete_checkpoints(output_dir)
         raise TrainRefused(f"{output_dir} already holds a previous run ({shown}); pass --resume to continue "
-                           f"from {found[-1].name if found else 'its last checkpoint'} or --overwrite to start "
+                           f"from {good[-1].name if good else 'its last checkpoint'} or --overwrite to start "
                            f"over (or choose another output_dir)")
     return {}
+
+
+def checkpoint_to_resume(output_dir: Path) -> Path:
+    """The last complete checkpoint; newer ones that a fault cut short are named and passed over (HF's own
+    choice, the newest by name, would fail to load them)."""
+    from launcher.checkpoint_faults import resumable
+
+    good, skipped = resumable(output_dir)
+    if good is None and not skipped:
+        raise TrainRefused(f"--resume: no checkpoint-N directory in {output_dir} to resume from")
+    if good is None:
+        raise TrainRefused(f"--resume: no complete checkpoint-N directory in {output_dir} to resume from "
+                           f"({', '.join(skipped)}: no trainer_state.json, the save did not finish); pass "
+                           "--overwrite to start over")
+    if skipped:
+        print(f"dpo-launch train: --resume: passing over {', '.join(skipped)} (incomplete: its save did not "
+              f"finish); resuming from {good.name}", flush=True)
+    return good
 
 
 def resolve_args(values: Mapping[str, Any], output_dir: Path, decided: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,14 +293,51 @@ def with_tensorboard(report_to: Any) -> Any:
 # --- the run directory ------------------------------------------------------------------------------------
 
 def record_run(result, resolved: dict[str, Any], topology, cwd: Path, env: Mapping[str, str]) -> None:
-    """Write `<output_dir>/dpo-launch/` before anything trains: args file, YAML copy, versions, datasets, plan."""
-    from launcher.rundir import run_files, write_run_files
+    """Write `<output_dir>/dpo-launch/` before anything trains: args file, YAML copy, versions, datasets, plan.
 
+    All or nothing: every file is written and synced to a temporary file first (launcher.atomic), and the
+    temporary files replace the old ones only when all were written, so a full disk leaves the previous
+    manifest (or none) as it was, never a mix of two runs' files.
+    """
+    from contextlib import ExitStack
+
+    from launcher.atomic import atomic_write
+    from launcher.launch import run_dir
+
+    files = _run_files(result, resolved, topology, cwd, env)
+    target = run_dir(Path(resolved["output_dir"]))
+    path = target
     try:
-        write_run_files(Path(resolved["output_dir"]), run_files(resolved, cwd, _plan(result, topology, cwd, env)))
+        target.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            for name, text in files.items():
+                path = target / name
+                handle = stack.enter_context(atomic_write(path))
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())  # a full disk fails here, before any file is replaced
     except OSError as exc:
-        raise TrainRefused(f"cannot write the run directory in {resolved['output_dir']}: "
-                           f"{exc.strerror or exc}") from None
+        raise TrainRefused(f"cannot write the run manifest {path}: {_os_error(exc)}; nothing was started") \
+            from None
+
+
+def _run_files(result, resolved: dict[str, Any], topology, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
+    from launcher.rundir import run_files
+
+    return run_files(resolved, cwd, _plan(result, topology, cwd, env))
+
+
+def _os_error(exc: OSError) -> str:
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
+
+
+def rewind_tensorboard(output_dir: Path, checkpoint: Path) -> None:
+    """--resume: drop TensorBoard records logged after the checkpoint, so no step is drawn twice."""
+    from launcher.events_rewind import rewind_for_resume
+
+    for line in rewind_for_resume(output_dir, checkpoint):
+        print(f"dpo-launch train: --resume: {line}", file=sys.stderr if line.startswith("warning") else sys.stdout,
+              flush=True)
 
 
 def _plan(result, topology, cwd: Path, env: Mapping[str, str]) -> dict | None:
