@@ -81,13 +81,16 @@ def summarize(diagnostics: Sequence[Diagnostic]) -> dict:
     }
 
 
-def render_json(diagnostics: Sequence[Diagnostic], stream: TextIO, extra_summary: dict | None = None) -> None:
+def render_json(diagnostics: Sequence[Diagnostic], stream: TextIO, extra_summary: dict | None = None,
+                extra: dict | None = None) -> None:
+    """`extra`: more top-level keys (e.g. "stats" from `validate --stats`)."""
     summary = summarize(diagnostics)
     summary.update(extra_summary or {})
     payload = {
         "ok": not has_errors(diagnostics),
         "diagnostics": [asdict(d) for d in diagnostics],
         "summary": summary,
+        **(extra or {}),
     }
     json.dump(payload, stream, indent=2, ensure_ascii=False)
     stream.write("\n")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+from launcher.cli import UsageError
 from launcher.commands.common import add_config_arguments, pop_config_path
 from launcher.diagnostics import render_json, render_text
 
@@ -18,17 +20,43 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="list every diagnostic, not the first per file")
     parser.add_argument("--no-data", dest="check_data", action="store_false",
                         help="check the config only, not dataset_info.json and the records")
+    parser.add_argument("--stats", action="store_true",
+                        help="also measure the data with the config's tokenizer and template: token lengths, "
+                             "truncation by cutoff_len, length bias, identical/duplicate/contradicting pairs, KTO "
+                             "balance (runs LLaMA-Factory's template code in a worker process)")
+    parser.add_argument("--stats-dir", dest="stats_dir", metavar="DIR",
+                        help="where --stats writes stats.json and the histograms (default: "
+                             "<output_dir>/dpo-launch/stats)")
     parser.set_defaults(handler=run)
 
 
 def run(config: str | None, overrides: list[str], config_file: str | None = None, format: str = "text",
-        verbose: bool = False, check_data: bool = True) -> int:
+        verbose: bool = False, check_data: bool = True, stats: bool = False, stats_dir: str | None = None) -> int:
     from launcher.validation import validate
 
     config_path, overrides = pop_config_path(config, overrides, config_file)
+    if (stats or stats_dir) and not check_data:
+        raise UsageError("--stats measures the records: it cannot be combined with --no-data")
+    if stats_dir and not stats:
+        raise UsageError("--stats-dir is only used with --stats")
     result = validate(config_path, overrides, check_data=check_data)
+    measured = _measure(result, stats_dir) if stats else None
     if format == "json":
-        render_json(result.diagnostics, sys.stdout, extra_summary={"data": result.data_summary})
+        render_json(result.diagnostics, sys.stdout, extra_summary={"data": result.data_summary},
+                    extra={"stats": measured} if stats else None)
     else:
         render_text(result.diagnostics, sys.stdout, verbose=verbose, checked=config_path)
+        if measured:
+            from launcher.stats_render import render_stats_text
+
+            render_stats_text(measured, sys.stdout)
     return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def _measure(result, stats_dir: str | None) -> dict | None:
+    """`--stats`: run the stats worker; its diagnostics (a tokenizer that cannot load) join the others."""
+    from launcher.stats import run_stats
+
+    found, measured = run_stats(result, Path.cwd(), stats_dir)
+    result.diagnostics.extend(found)
+    return measured

@@ -1,0 +1,121 @@
+"""`validate --stats`: measure the training data with the config's tokenizer and template, in a worker process.
+
+The CLI side: it decides where the statistics go (<output_dir>/dpo-launch/stats, or --stats-dir), writes the
+request, starts `python -m launcher.stats_worker` (no shell) and renders what comes back. It imports nothing
+heavy; the worker imports transformers and llamafactory. Statistics never make a valid config invalid: only a
+tokenizer, template or argument that cannot be loaded (an error diagnostic, exit 1) does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from launcher.cli import UsageError
+from launcher.diagnostics import ERROR, NOTE, Diagnostic
+from launcher.validation import ValidationResult
+
+STATS_SUBDIR = Path("dpo-launch") / "stats"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StatsWorkerCrashed(RuntimeError):
+    """The worker failed in a way that is our bug; the CLI turns it into exit 3 with a crash log."""
+
+
+def stats_directory(result: ValidationResult, cwd: Path, stats_dir: str | None) -> Path:
+    """--stats-dir, else <output_dir>/dpo-launch/stats, relative paths from the launch directory as in LF."""
+    if stats_dir:
+        return cwd / stats_dir
+    output_dir = result.config.values.get("output_dir") if result.config else None
+    if not isinstance(output_dir, str) or not output_dir:
+        raise UsageError("--stats writes to <output_dir>/dpo-launch/stats but the config has no output_dir; "
+                         "pass --stats-dir DIR")
+    return cwd / output_dir / STATS_SUBDIR
+
+
+def measurable_datasets(result: ValidationResult) -> list[str]:
+    """The training datasets (`dataset`, not `eval_dataset`) whose local records validate has read."""
+    names = result.config.values.get("dataset") if result.config else None
+    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n) for n in names or []]
+    checked = result.data_summary.get("datasets", {})
+    return [n for n in dict.fromkeys(names) if checked.get(n, {}).get("checked")]
+
+
+def run_stats(result: ValidationResult, cwd: Path, stats_dir: str | None = None,
+              processes: int | None = None) -> tuple[list[Diagnostic], dict | None]:
+    """(diagnostics to add, the statistics or None). Errors in the config or data skip the statistics."""
+    if not result.ok:
+        return [_note(result, "stats skipped: fix the errors above first (the statistics need a config and data "
+                      "that LLaMA-Factory can load)")], None
+    names = measurable_datasets(result)
+    if not names:
+        return [_note(result, "stats skipped: no local training dataset to measure (hub datasets are not downloaded)")], None
+    directory = stats_directory(result, cwd, stats_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return [Diagnostic(ERROR, "stats-dir", f"cannot create the stats directory {directory}: "
+                           f"{exc.strerror or exc}", hint="pass a writable folder with --stats-dir")], None
+    request = {"config": result.config.values, "datasets": names, "stats_dir": str(directory),
+               "result_file": str(directory / "stats.json"), "processes": processes}
+    return _run_worker(request, directory, cwd, result)
+
+
+def worker_argv(request_file: Path) -> list[str]:
+    return [sys.executable, "-m", "launcher.stats_worker", "--args-file", str(request_file)]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(PACKAGE_ROOT), env.get("PYTHONPATH"))))
+    return env
+
+
+def _run_worker(request: dict, directory: Path, cwd: Path, result: ValidationResult):
+    from launcher.atomic import write_text_atomic
+
+    request_file, result_file = directory / "request.json", Path(request["result_file"])
+    write_text_atomic(request_file, json.dumps(request, indent=2, ensure_ascii=False, default=str) + "\n")
+    result_file.unlink(missing_ok=True)  # never read a previous run's numbers
+    log = directory / "worker.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        code = subprocess.run(worker_argv(request_file), cwd=cwd, env=worker_env(), stdout=handle,
+                              stderr=subprocess.STDOUT, check=False).returncode
+    if code == 130 or code == -2:
+        raise KeyboardInterrupt
+    payload = _read_result(result_file) if code in (0, 1) else None
+    if payload is None:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise StatsWorkerCrashed(f"the stats worker exited with {code}; log {log}:\n{tail}")
+    if not payload.get("ok"):
+        return [_error_diagnostic(payload["error"], result)], None
+    payload["stats_dir"] = str(directory)
+    return [], payload
+
+
+def _read_result(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _error_diagnostic(error: dict, result: ValidationResult) -> Diagnostic:
+    key = error.get("key")
+    if key and result.config is not None and key in result.config.values:
+        return result.config.diagnostic(ERROR, error["code"], error["message"], key, hint=error.get("hint"))
+    return Diagnostic(ERROR, error["code"], error["message"], file=result.config.file if result.config else None,
+                      hint=error.get("hint"))
+
+
+def _note(result: ValidationResult, message: str) -> Diagnostic:
+    return Diagnostic(NOTE, "stats-skipped", message, file=result.config.file if result.config else None)
+
+
+__all__ = ["StatsWorkerCrashed", "run_stats", "stats_directory", "worker_argv"]
