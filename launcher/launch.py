@@ -2,9 +2,11 @@
 
 Nothing here runs a process, reads the clock or imports torch; `plan` prints what `train` will run from
 the same `build_launch`. One process runs the worker directly; anything distributed (several processes,
-several nodes, DeepSpeed) goes through `python -m torch.distributed.run` -- the interpreter's own torchrun,
-so a `torchrun` elsewhere on PATH (or none) does not matter. Every path is one argv element: no shell,
-no `.split()` (LLaMA-Factory's own launcher splits on whitespace, REFERENCE.md §6.2).
+several nodes, DeepSpeed) goes through the interpreter's own torchrun, `torch.distributed.run`, so a
+`torchrun` elsewhere on PATH (or none) does not matter; it is started as `python -m launcher.torchrun_quiet`,
+which runs torchrun's `main` with the same arguments but ends quietly on Ctrl-C / SIGTERM instead of with a
+traceback. Every path is one argv element: no shell, no `.split()` (LLaMA-Factory's own launcher splits on
+whitespace, REFERENCE.md §6.2).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 WORKER_MODULE = "launcher.worker"
+TORCHRUN_MODULE = "launcher.torchrun_quiet"  # torch.distributed.run without its traceback on a signal
 DEFAULT_MASTER_ADDR = "127.0.0.1"
 DEFAULT_MASTER_PORT = 29500
 # The directory holding the `launcher` package, so the worker imports this checkout even when it is not
@@ -130,7 +133,7 @@ def build_launch(topology: Topology, args_file: Path, output_dir: Path, python: 
     worker = ["-m", WORKER_MODULE, "--args-file", str(args_file)]
     torchrun_logs = logs_dir(output_dir) / "torchrun"
     if distributed:
-        argv = [python, "-m", "torch.distributed.run", *torchrun_arguments(topology, torchrun_logs), *worker]
+        argv = [python, "-m", TORCHRUN_MODULE, *torchrun_arguments(topology, torchrun_logs), *worker]
     else:
         argv = [python, *worker]
     env_set = launch_env_changes(base_env, output_dir, device, distributed)
@@ -170,7 +173,19 @@ def launch_env_changes(base_env: Mapping[str, str], output_dir: Path, device: De
         changes["OMP_NUM_THREADS"] = "1"
     if distributed:
         changes["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = RANK_PREFIX_TEMPLATE
+        if "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in base_env:
+            changes["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = str(shutdown_timeout())
     return changes
+
+
+def shutdown_timeout() -> int:
+    """Seconds torchrun gives ranks to save a checkpoint after Ctrl-C / SIGTERM before it SIGKILLs them (30
+    by default, torch/distributed/launcher/api.py): most of the supervisor's own grace period, so a rank that
+    is saving is not killed early, and torchrun still reports before the supervisor escalates."""
+    # imported here, not at the top: launcher.supervise imports this module
+    from launcher.supervise import GRACE_SECONDS
+
+    return int(GRACE_SECONDS) - 5
 
 
 def describe(spec: LaunchSpec) -> str:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
+import shutil
+import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from launcher.atomic import write_text_atomic
+from launcher.atomic import atomic_write, write_text_atomic
 from launcher.launch import run_dir
 
 # Files LLaMA-Factory treats as a finished model in output_dir (llamafactory/extras/constants.py
@@ -58,6 +61,103 @@ def write_run_files(output_dir: Path, files: Mapping[str, str]) -> list[Path]:
         write_text_atomic(path, text)
         written.append(path)
     return written
+
+
+class RunDirRefused(Exception):
+    """The output_dir cannot be used as asked (a previous run, no checkpoint to resume, a manifest that could
+    not be written); the message says why and what to do, and nothing was started."""
+
+
+def guard_output_dir(output_dir: Path, values: Mapping[str, Any], consent: str | None) -> dict[str, Any]:
+    """Refuse to reuse a directory holding a previous run unless the user said how; the LF keys that say it.
+
+    LLaMA-Factory resumes silently from a checkpoint-* it finds in output_dir (REFERENCE.md §4.3), and
+    `overwrite_output_dir` lets it write over final weights; dpo-launch asks first.
+    """
+    from launcher.checkpoint_faults import complete_checkpoints
+
+    found = checkpoints(output_dir)
+    if consent == "resume":
+        return {"resume_from_checkpoint": str(checkpoint_to_resume(output_dir))}
+    if consent == "overwrite":
+        return {"overwrite_output_dir": True}
+    if values.get("resume_from_checkpoint") or values.get("overwrite_output_dir") is True:
+        return {}  # the config itself says what to do with a previous run
+    previous = [p.name for p in found] + [p.name for p in weight_files(output_dir)]
+    if previous:
+        shown = ", ".join(previous[:3]) + (f" and {len(previous) - 3} more" if len(previous) > 3 else "")
+        good = complete_checkpoints(output_dir)
+        raise RunDirRefused(f"{output_dir} already holds a previous run ({shown}); pass --resume to continue "
+                            f"from {good[-1].name if good else 'its last checkpoint'} or --overwrite to start "
+                            f"over (or choose another output_dir)")
+    return {}
+
+
+def checkpoint_to_resume(output_dir: Path) -> Path:
+    """The last complete checkpoint; newer ones that a fault cut short are named and passed over (HF's own
+    choice, the newest by name, would fail to load them)."""
+    from launcher.checkpoint_faults import resumable
+
+    good, skipped = resumable(output_dir)
+    if good is None and not skipped:
+        raise RunDirRefused(f"--resume: no checkpoint-N directory in {output_dir} to resume from")
+    if good is None:
+        raise RunDirRefused(f"--resume: no complete checkpoint-N directory in {output_dir} to resume from "
+                            f"({', '.join(skipped)}: no trainer_state.json, the save did not finish); pass "
+                            "--overwrite to start over")
+    if skipped:
+        print(f"dpo-launch train: --resume: passing over {', '.join(skipped)} (incomplete: its save did not "
+              f"finish); resuming from {good.name}", flush=True)
+    return good
+
+
+def record_run(resolved_args: Mapping[str, Any], cwd: Path, plan: dict | None = None) -> None:
+    """Write `<output_dir>/dpo-launch/` before anything trains: args file, YAML copy, versions, datasets, plan.
+
+    All or nothing: every file is written and synced to a temporary file first (launcher.atomic), and the
+    temporary files replace the old ones only when all were written, so a full disk leaves the previous
+    manifest (or none) as it was, never a mix of two runs' files.
+    """
+    from contextlib import ExitStack
+
+    files = run_files(resolved_args, cwd, plan)
+    target = run_dir(Path(resolved_args["output_dir"]))
+    path = target
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            for name, text in files.items():
+                path = target / name
+                handle = stack.enter_context(atomic_write(path))
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())  # a full disk fails here, before any file is replaced
+    except OSError as exc:
+        message = f"cannot write the run manifest {path}: {_os_error(exc)}; nothing was started"
+        raise RunDirRefused(message) from None
+
+
+def _os_error(exc: OSError) -> str:
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
+
+
+def clear_previous_run(output_dir: Path) -> None:
+    """--overwrite: drop the old checkpoints (a later --resume must not pick one up), old event files
+    (TensorBoard would show two runs' steps on one curve) and our own records of the old run (logs,
+    runtime.json, alerts). Final weights are replaced by the new run."""
+    for path in [*checkpoints(output_dir), Path(output_dir) / "tensorboard", run_dir(output_dir)]:
+        if path.is_dir():
+            shutil.rmtree(path)
+            print(f"dpo-launch train: --overwrite: removed {path}", flush=True)
+
+
+def rewind_tensorboard(output_dir: Path, checkpoint: Path) -> None:
+    """--resume: drop TensorBoard records logged after the checkpoint, so no step is drawn twice."""
+    from launcher.events_rewind import rewind_for_resume
+
+    for line in rewind_for_resume(output_dir, checkpoint):
+        print(f"dpo-launch train: --resume: {line}", file=sys.stderr if line.startswith("warning") else sys.stdout,
+              flush=True)
 
 
 def run_files(resolved_args: Mapping[str, Any], cwd: Path, plan: dict | None = None) -> dict[str, str]:

@@ -99,10 +99,11 @@ def announce_loss(cfg: dict[str, Any], patched: bool) -> None:
 def train(cfg: dict[str, Any], stop: StopRequest) -> None:
     """Patch, arm the probe, run LLaMA-Factory in this process; the stop-on-signal callback goes last, so
     the metrics writers are closed before it ends the run."""
-    from launcher import loss_patch, selftest
+    from launcher import loss_patch, selftest, upstream_fixes
     from launcher.graceful_stop import make_callback
 
     patched = loss_patch.install()
+    upstream_fixes.install()  # multi-rank CPU resume (transformers 5.6 map_location "cpu:0"); see the module
     selftest.install_probe(selftest.FirstBatchProbe(cfg))
     announce_loss(cfg, patched)
     from llamafactory.train.tuner import run_exp

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import cli_env
 
+from launcher.commands.train import free_port
 from launcher.launch import (
     PACKAGE_ROOT,
     REROUTING_SWITCHES,
@@ -37,9 +40,9 @@ def test_one_process_runs_the_worker_directly_without_torchrun():
     assert spec.distributed is False
 
 
-def test_several_processes_on_one_node_go_through_the_interpreters_own_torchrun():
+def test_several_processes_on_one_node_go_through_the_interpreters_own_torchrun_behind_the_quiet_wrapper():
     spec = launch(Topology(nproc_per_node=2, master_port=31000))
-    assert spec.argv == [PY, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+    assert spec.argv == [PY, "-m", "launcher.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2",
                          "--node_rank", "0", "--master_addr", "127.0.0.1", "--master_port", "31000", *TEE, *WORKER]
 
 
@@ -62,7 +65,7 @@ def test_an_elastic_launch_uses_the_rendezvous_instead_of_a_static_master():
 
 
 def test_deepspeed_on_one_process_is_still_launched_through_torchrun():
-    assert launch(Topology(), force_torchrun=True).argv[1:3] == ["-m", "torch.distributed.run"]
+    assert launch(Topology(), force_torchrun=True).argv[1:3] == ["-m", "launcher.torchrun_quiet"]
 
 
 def test_the_environment_routes_tensorboard_and_threads_and_clears_llamafactorys_rerouting_switches():
@@ -83,6 +86,15 @@ def test_a_users_thread_count_is_kept_and_cuda_launches_do_not_set_one():
 
 def test_distributed_ranks_prefix_their_lines_with_the_global_rank():
     assert launch(Topology(nproc_per_node=2)).env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] == "[rank${rank}]: "
+
+
+def test_torchrun_gives_ranks_55_seconds_to_save_after_a_signal_unless_the_user_chose_a_timeout():
+    # 5 s inside the supervisor's 60 s grace (launcher.supervise.GRACE_SECONDS), so torchrun reports first
+    assert launch(Topology(nproc_per_node=2)).env_set["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "55"
+    chosen = launch(Topology(nproc_per_node=2), {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "10"})
+    assert "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in chosen.env_set
+    assert chosen.env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "10"
+    assert "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in launch(Topology()).env  # no torchrun, nothing to time out
 
 
 def test_paths_with_spaces_and_shell_syntax_stay_single_argv_elements():
@@ -138,8 +150,10 @@ def test_impossible_topologies_are_described_for_the_user():
 
 
 def test_torch_distributed_run_accepts_every_option_build_launch_uses():
-    """The argv is parsed by the installed torchrun's own parser, so a renamed option fails here."""
+    """The argv after the wrapper module is parsed by the installed torchrun's own parser, so a renamed option
+    fails here (launcher.torchrun_quiet passes it to torch.distributed.run's main unchanged)."""
     spec = launch(Topology(nnodes=2, nproc_per_node=2, master_port=31000))
+    assert spec.argv[1:3] == ["-m", "launcher.torchrun_quiet"]
     probe = ("import sys; from torch.distributed.run import get_args_parser; "
              "a = get_args_parser().parse_args(sys.argv[1:]); "
              "print(a.nnodes, a.nproc_per_node, a.node_rank, a.master_port, a.module, a.tee, a.training_script, "
@@ -149,15 +163,44 @@ def test_torch_distributed_run_accepts_every_option_build_launch_uses():
                                          f"launcher.worker ['--args-file', '{ARGS}']\n"]
 
 
+CHILD = """import signal, sys, time
+signal.signal(signal.SIGINT, lambda *_: sys.exit(0))  # the rank itself ends quietly; torchrun is under test
+open(sys.argv[1], "w").close()
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_the_torchrun_wrapper_ends_a_signalled_launch_with_128_plus_the_signal_and_no_traceback(tmp_path, sig, code):
+    (tmp_path / "child.py").write_text(CHILD)
+    ready = tmp_path / "ready"
+    argv = [sys.executable, "-m", "launcher.torchrun_quiet", "--nproc_per_node", "1", "--master_port",
+            str(free_port()), str(tmp_path / "child.py"), str(ready)]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert ready.exists(), output
+    assert proc.returncode == code, output
+    assert f"Received {int(sig)} death signal, shutting down workers" in output  # torchrun's own log line stays
+    assert "Traceback" not in output and "SignalException" not in output
+
+
 # --- through the CLI ---------------------------------------------------------------------------------------
 
 def test_dry_run_prints_the_command_and_environment_and_writes_nothing(dpo_workspace, cli):
     ws = dpo_workspace
-    result = cli("train", ws.config, "--dry-run", "--nproc-per-node", "2", "--master-port", "29999", cwd=ws.root)
+    env = {k: v for k, v in cli_env().items() if k != "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"}
+    result = cli("train", ws.config, "--dry-run", "--nproc-per-node", "2", "--master-port", "29999", cwd=ws.root,
+                 env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    assert "  TORCH_ELASTIC_SHUTDOWN_TIMEOUT=55" in lines
     assert lines[lines.index("command:") + 1] == "  " + shlex.join([
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--node_rank", "0",
+        sys.executable, "-m", "launcher.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2", "--node_rank", "0",
         "--master_addr", "127.0.0.1", "--master_port", "29999", "--log_dir", str(ws.out / "dpo-launch/logs/torchrun"),
         "--tee", "3", "-m", "launcher.worker", "--args-file", str(ws.out / "dpo-launch/resolved_config.json")])
     assert f"  TENSORBOARD_LOGGING_DIR={shlex.quote(str(ws.out / 'tensorboard'))}" in lines

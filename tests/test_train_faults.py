@@ -6,6 +6,7 @@ each step in TensorBoard exactly once."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -39,7 +40,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 def rank_pid(out: Path, rank: int) -> int:
     for pid in processes_mentioning(str(out / "dpo-launch" / "resolved_config.json")):
-        if "torch.distributed.run" in cmdline(str(pid)):
+        if "launcher.torchrun_quiet" in cmdline(str(pid)):  # torchrun itself, not a rank
             continue
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         if f"RANK={rank}".encode() in environ:
@@ -104,6 +105,8 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     proc.send_signal(sig)
     assert proc.wait(timeout=120) == code
     assert processes_mentioning(str(tmp_path)) == []
+    output = (tmp_path / "stdout.txt").read_text() + (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in output  # neither the ranks nor torchrun (launcher.torchrun_quiet) print one
     assert (tmp_path / "stderr.txt").read_text().splitlines()[-1] == (
         f"dpo-launch: interrupted by {signal.Signals(sig).name}; training stopped; logs in {out / 'dpo-launch/logs'}")
     [checkpoint] = complete_checkpoints(out)  # save_strategy is "no": the signal alone made it
@@ -114,12 +117,13 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     assert step >= 2 and loss_steps(out) == list(range(1, step + 1))
     assert not (out / "model.safetensors").exists()  # an interrupted run is not a finished one
 
-    # Resumed in one process: with several CPU ranks transformers 5.6 loads optimizer.pt with
-    # map_location=args.device ("cpu:0"), which torch's CPU deserializer rejects (Trainer._load_optimizer_and_scheduler).
+    # Resumed with as many ranks as it ran with: on CPU that needs launcher.upstream_fixes (transformers 5.6
+    # loads optimizer.pt with map_location "cpu:0" when world_size > 1, which torch.load rejects).
     ws.write_config(max_steps=step + 2)
-    resumed = run_cli("train", ws.config, "--resume", "--no-monitor", cwd=ws.root, env=training_env())
+    resumed = run_cli("train", ws.config, "--resume", "--no-monitor", *flags, cwd=ws.root, env=training_env())
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert f"Resuming training from checkpoint with epoch 0 and global step {step}" in resumed.stdout
+    # any epoch: with two ranks an epoch of the 64 samples is 8 steps, so the signal may land in the second one
+    assert re.search(rf"Resuming training from checkpoint with epoch \d+ and global step {step}\n", resumed.stdout)
     assert loss_steps(out) == list(range(1, step + 3))
 
 

@@ -3,8 +3,9 @@ launch the worker on every rank and supervise it to the end.
 
 The config stays a plain LLaMA-Factory config: everything launcher-specific is a flag here. Steps:
 validate (refuse on errors) -> check this machine (GPUs, precision) -> resolve the LF argument dict ->
-guard `output_dir` (no silent resume or overwrite) -> build argv/env (launcher.launch) -> `--dry-run` prints
-them, else write `<output_dir>/dpo-launch/` and run (launcher.supervise), passing the job's exit code through.
+guard `output_dir` (no silent resume or overwrite; launcher.rundir) -> build argv/env (launcher.launch) ->
+`--dry-run` prints them, else write `<output_dir>/dpo-launch/` (launcher.rundir) and run (launcher.supervise),
+passing the job's exit code through.
 
 Faults: `--resume` picks the last *complete* checkpoint (one with trainer_state.json) and first drops the
 TensorBoard records logged after it (launcher.events_rewind), so no step shows twice. Ctrl-C / SIGTERM make
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Mapping
@@ -77,9 +77,11 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
     if not result.ok:
         print(f"dpo-launch train: {config_path} has errors; nothing was started", file=sys.stderr)
         return EXIT_INVALID
+    from launcher.rundir import RunDirRefused
+
     try:
         return _train(result, launch_flags, cwd, env, dry_run, resume, overwrite, monitor)
-    except TrainRefused as exc:
+    except (TrainRefused, RunDirRefused) as exc:
         print(f"dpo-launch train: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
 
@@ -87,6 +89,12 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
 def _train(result, launch_flags: dict, cwd: Path, env: dict[str, str], dry_run: bool, resume: bool,
            overwrite: bool, monitor: bool) -> int:
     from launcher.launch import logs_dir, tensorboard_dir
+    from launcher.rundir import (
+        clear_previous_run,
+        guard_output_dir,
+        record_run,
+        rewind_tensorboard,
+    )
 
     values = result.config.values
     gpus = visible_gpus(env)
@@ -103,7 +111,7 @@ def _train(result, launch_flags: dict, cwd: Path, env: dict[str, str], dry_run: 
         return EXIT_OK
     if overwrite:
         clear_previous_run(output_dir)
-    record_run(result, resolved, topology, cwd, env)
+    record_run(resolved, cwd, _plan(result, topology, cwd, env))
     if resume:
         rewind_tensorboard(output_dir, Path(resolved["resume_from_checkpoint"]))
     print(f"dpo-launch train: run directory {output_dir}; TensorBoard: tensorboard --logdir "
@@ -182,11 +190,10 @@ def free_port() -> int:
 
 def alert_settings(stop_on: str | None, thresholds: list[str]) -> dict[str, str]:
     """--stop-on and --alert-threshold, checked here (a usage error, exit 2) and handed to every rank's
-    callbacks (launcher.metrics) through the environment; plus torchrun's shutdown timeout (below)."""
+    callbacks (launcher.metrics) through the environment."""
     from launcher.alerts import parse_stop_on, parse_thresholds
     from launcher.cli import UsageError
     from launcher.metrics import STOP_ON_ENV, THRESHOLDS_ENV
-    from launcher.supervise import GRACE_SECONDS
 
     try:
         names = parse_stop_on(stop_on)  # its message starts with "--stop-on: "
@@ -199,10 +206,6 @@ def alert_settings(stop_on: str | None, thresholds: list[str]) -> dict[str, str]
     settings = {STOP_ON_ENV: ",".join(names) or "none"}
     if thresholds:
         settings[THRESHOLDS_ENV] = ",".join(item.strip() for item in thresholds)
-    # After Ctrl-C / SIGTERM torchrun SIGKILLs ranks still saving after this many seconds (30 by default,
-    # torch/distributed/launcher/api.py); let them use most of the launcher's own grace period instead.
-    if "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in os.environ:
-        settings["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = str(int(GRACE_SECONDS) - 5)
     return settings
 
 
@@ -224,50 +227,6 @@ def absolute_output_dir(values: Mapping[str, Any], cwd: Path) -> Path:
         raise TrainRefused("output_dir is not set; add `output_dir: <dir>` to the config (the run directory)")
     path = Path(str(values["output_dir"])).expanduser()
     return path if path.is_absolute() else cwd / path
-
-
-def guard_output_dir(output_dir: Path, values: Mapping[str, Any], consent: str | None) -> dict[str, Any]:
-    """Refuse to reuse a directory holding a previous run unless the user said how; the LF keys that say it.
-
-    LLaMA-Factory resumes silently from a checkpoint-* it finds in output_dir (REFERENCE.md §4.3), and
-    `overwrite_output_dir` lets it write over final weights; dpo-launch asks first.
-    """
-    from launcher.checkpoint_faults import complete_checkpoints
-    from launcher.rundir import checkpoints, weight_files
-
-    found = checkpoints(output_dir)
-    if consent == "resume":
-        return {"resume_from_checkpoint": str(checkpoint_to_resume(output_dir))}
-    if consent == "overwrite":
-        return {"overwrite_output_dir": True}
-    if values.get("resume_from_checkpoint") or values.get("overwrite_output_dir") is True:
-        return {}  # the config itself says what to do with a previous run
-    previous = [p.name for p in found] + [p.name for p in weight_files(output_dir)]
-    if previous:
-        shown = ", ".join(previous[:3]) + (f" and {len(previous) - 3} more" if len(previous) > 3 else "")
-        good = complete_checkpoints(output_dir)
-        raise TrainRefused(f"{output_dir} already holds a previous run ({shown}); pass --resume to continue "
-                           f"from {good[-1].name if good else 'its last checkpoint'} or --overwrite to start "
-                           f"over (or choose another output_dir)")
-    return {}
-
-
-def checkpoint_to_resume(output_dir: Path) -> Path:
-    """The last complete checkpoint; newer ones that a fault cut short are named and passed over (HF's own
-    choice, the newest by name, would fail to load them)."""
-    from launcher.checkpoint_faults import resumable
-
-    good, skipped = resumable(output_dir)
-    if good is None and not skipped:
-        raise TrainRefused(f"--resume: no checkpoint-N directory in {output_dir} to resume from")
-    if good is None:
-        raise TrainRefused(f"--resume: no complete checkpoint-N directory in {output_dir} to resume from "
-                           f"({', '.join(skipped)}: no trainer_state.json, the save did not finish); pass "
-                           "--overwrite to start over")
-    if skipped:
-        print(f"dpo-launch train: --resume: passing over {', '.join(skipped)} (incomplete: its save did not "
-              f"finish); resuming from {good.name}", flush=True)
-    return good
 
 
 def resolve_args(values: Mapping[str, Any], output_dir: Path, decided: Mapping[str, Any]) -> dict[str, Any]:
@@ -292,54 +251,6 @@ def with_tensorboard(report_to: Any) -> Any:
 
 # --- the run directory ------------------------------------------------------------------------------------
 
-def record_run(result, resolved: dict[str, Any], topology, cwd: Path, env: Mapping[str, str]) -> None:
-    """Write `<output_dir>/dpo-launch/` before anything trains: args file, YAML copy, versions, datasets, plan.
-
-    All or nothing: every file is written and synced to a temporary file first (launcher.atomic), and the
-    temporary files replace the old ones only when all were written, so a full disk leaves the previous
-    manifest (or none) as it was, never a mix of two runs' files.
-    """
-    from contextlib import ExitStack
-
-    from launcher.atomic import atomic_write
-    from launcher.launch import run_dir
-
-    files = _run_files(result, resolved, topology, cwd, env)
-    target = run_dir(Path(resolved["output_dir"]))
-    path = target
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        with ExitStack() as stack:
-            for name, text in files.items():
-                path = target / name
-                handle = stack.enter_context(atomic_write(path))
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())  # a full disk fails here, before any file is replaced
-    except OSError as exc:
-        raise TrainRefused(f"cannot write the run manifest {path}: {_os_error(exc)}; nothing was started") \
-            from None
-
-
-def _run_files(result, resolved: dict[str, Any], topology, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
-    from launcher.rundir import run_files
-
-    return run_files(resolved, cwd, _plan(result, topology, cwd, env))
-
-
-def _os_error(exc: OSError) -> str:
-    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
-
-
-def rewind_tensorboard(output_dir: Path, checkpoint: Path) -> None:
-    """--resume: drop TensorBoard records logged after the checkpoint, so no step is drawn twice."""
-    from launcher.events_rewind import rewind_for_resume
-
-    for line in rewind_for_resume(output_dir, checkpoint):
-        print(f"dpo-launch train: --resume: {line}", file=sys.stderr if line.startswith("warning") else sys.stdout,
-              flush=True)
-
-
 def _plan(result, topology, cwd: Path, env: Mapping[str, str]) -> dict | None:
     """plan.json from `dpo-launch plan`'s own builder, when that command is present in this checkout."""
     try:
@@ -347,19 +258,6 @@ def _plan(result, topology, cwd: Path, env: Mapping[str, str]) -> dict | None:
     except ImportError:
         return None
     return build_plan(result, topology, cwd, dict(env))
-
-
-def clear_previous_run(output_dir: Path) -> None:
-    """--overwrite: drop the old checkpoints (a later --resume must not pick one up), old event files
-    (TensorBoard would show two runs' steps on one curve) and our own records of the old run (logs,
-    runtime.json, alerts). Final weights are replaced by the new run."""
-    from launcher.launch import run_dir
-    from launcher.rundir import checkpoints
-
-    for path in [*checkpoints(output_dir), output_dir / "tensorboard", run_dir(output_dir)]:
-        if path.is_dir():
-            shutil.rmtree(path)
-            print(f"dpo-launch train: --overwrite: removed {path}", flush=True)
 
 
 def _attach_monitor(output_dir: Path):
