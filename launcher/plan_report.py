@@ -95,9 +95,10 @@ def _memory(memory: dict[str, Any], world_size: int, console, say) -> None:
     choices = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     choices.add_column("DeepSpeed choice (same model and batch)")
     choices.add_column("total GiB per GPU", justify="right")
+    choices.add_column("")
     for choice in memory["by_zero_stage"]:
-        mark = "  <- this config" if choice["zero"] == memory["zero"] else ""
-        choices.add_row(choice["zero"], _gib(choice["total_gib"]) + mark)
+        mark = "<- this config" if choice["zero"] == memory["zero"] else ""
+        choices.add_row(choice["zero"], _gib(choice["total_gib"]), mark)
     say("")
     console.print(choices)
     say(*(f"  note: {note}" for note in memory["notes"]))
