@@ -49,16 +49,12 @@ class DatasetInfo:
                           path=json_path, hint=hint)
 
 
-def schema_dir() -> Path:
-    """schemas/ at the repository root, or inside the package when installed as a wheel."""
-    candidate = Path(__file__).resolve().parent.parent / "schemas"
-    return candidate if (candidate / SCHEMA_NAME).is_file() else Path(__file__).parent / "schemas"
-
-
 @lru_cache(maxsize=1)
 def validator():
     import jsonschema
     from referencing import Registry
+
+    from launcher.schemas import schema_dir
 
     schema = json.loads((schema_dir() / SCHEMA_NAME).read_text(encoding="utf-8"))
 
