@@ -84,11 +84,23 @@ def kto_record(rng: random.Random, index: int) -> dict:
     return {"messages": messages, "label": label}
 
 
+def distinct(rng: random.Random, index: int, make, seen: set[str]) -> dict:
+    """A record unlike every earlier one: duplicates would weigh some facts twice (`validate --stats` counts them)."""
+    while True:
+        record = make(rng, index)
+        key = json.dumps(record, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            return record
+
+
 def render() -> dict[str, str]:
     """File name -> exact file text."""
     rng = random.Random(SEED)
-    dpo = [dpo_record(rng, i) for i in range(RECORDS)]
-    kto = [kto_record(rng, i) for i in range(RECORDS)]
+    seen_dpo: set[str] = set()
+    dpo = [distinct(rng, i, dpo_record, seen_dpo) for i in range(RECORDS)]
+    seen_kto: set[str] = set()
+    kto = [distinct(rng, i, kto_record, seen_kto) for i in range(RECORDS)]
     jsonl = lambda rows: "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)  # noqa: E731
     return {"demo_dpo.jsonl": jsonl(dpo), "demo_kto.jsonl": jsonl(kto),
             "dataset_info.json": json.dumps(DATASET_INFO, indent=2) + "\n"}
