@@ -225,7 +225,7 @@ def shape_advice(ck: RecordChecker) -> Problem | None:
     answers = (f"chosen/rejected must be message objects like {example} ({ck.string_answers} record(s) have "
                "plain strings); `dpo-launch convert` rewrites records of this shape") if ck.string_answers else ""
     if not fix:
-        return Problem(ERROR, "chosen-type", None, answers[0].upper() + answers[1:])
+        return Problem(ERROR, "chosen-type", None, answers)
     declared = ", ".join(f"{name} {ck.t[name]!r}" for name in fix)
     message = f"the records do not use the entry's tags ({declared}); declare \"tags\": {json.dumps(tags)} in the entry"
     return Problem(ERROR, "tags-mismatch", "tags", message + (f"; and {answers}" if answers else ""),
