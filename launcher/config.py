@@ -304,11 +304,20 @@ def parse_override(item: str) -> tuple[list[str], Any]:
             hint="overrides follow the config path as key=value, e.g. pref_beta=0.2"
             + ("; '--key value' flags are not read after a YAML config" if item.startswith("--") else ""),
         )])
+    return key.split("."), _override_value(raw)
+
+
+def _override_value(raw: str) -> Any:
+    """The value read as YAML with OmegaConf's rules (a SafeLoader), or the raw text if it is not YAML."""
+    if raw == "":
+        return ""
+    loader = OmegaConfLoader(raw)
     try:
-        value = yaml.load(raw, Loader=OmegaConfLoader) if raw != "" else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
+        return loader.get_single_data()
+    except (yaml.YAMLError, RecursionError):
+        return raw
+    finally:
+        loader.dispose()
 
 
 def apply_overrides(loaded: LoadedConfig, overrides: list[str] | tuple[str, ...]) -> None:
