@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from launcher import jsonstream
-from launcher.config import MAX_EXPANDED_VALUES, MAX_NESTING
+from launcher.yaml_loader import MAX_EXPANDED_VALUES, MAX_NESTING
 from launcher.diagnostics import ERROR
 from launcher.validation import validate
 
