@@ -45,27 +45,62 @@ def measurable_datasets(result: ValidationResult) -> list[str]:
     return [n for n in dict.fromkeys(names) if checked.get(n, {}).get("checked")]
 
 
-def run_stats(result: ValidationResult, cwd: Path, stats_dir: str | None = None,
-              processes: int | None = None) -> tuple[list[Diagnostic], dict | None]:
+class WarmWorker:
+    """The stats worker, started before validation so its imports overlap with it; it waits on stdin."""
+
+    def __init__(self, cwd: Path):
+        import tempfile
+
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(worker_argv("-"), cwd=cwd, env=worker_env(), stdin=subprocess.PIPE,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+
+    def run(self, request: dict) -> tuple[int, bytes]:
+        """Send the request, wait, and return the exit code and the worker's output."""
+        self.process.communicate(json.dumps(request, ensure_ascii=False, default=str).encode("utf-8"))
+        self.log.seek(0)
+        return self.process.returncode, self.log.read()
+
+    def cancel(self) -> None:
+        """Nothing to measure: an empty request ends the worker."""
+        if self.process.poll() is None:
+            self.process.communicate(b"")
+        self.log.close()
+
+
+def run_stats(result: ValidationResult, cwd: Path, stats_dir: str | None = None, processes: int | None = None,
+              warm: WarmWorker | None = None) -> tuple[list[Diagnostic], dict | None]:
     """(diagnostics to add, the statistics or None). Errors in the config or data skip the statistics."""
-    if not result.ok:
-        return [_note(result, "stats skipped: fix the errors above first (the statistics need a config and data "
-                      "that LLaMA-Factory can load)")], None
-    names = measurable_datasets(result)
-    if not names:
-        return [_note(result, "stats skipped: no local training dataset to measure (hub datasets are not downloaded)")], None
-    directory = stats_directory(result, cwd, stats_dir)
+    warm = warm or WarmWorker(cwd)
+    skipped = _skip_reason(result)
+    if skipped:
+        warm.cancel()
+        return [_note(result, skipped)], None
     try:
+        directory = stats_directory(result, cwd, stats_dir)
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        warm.cancel()
         return [Diagnostic(ERROR, "stats-dir", f"cannot create the stats directory {directory}: "
                            f"{exc.strerror or exc}", hint="pass a writable folder with --stats-dir")], None
-    request = {"config": result.config.values, "datasets": names, "stats_dir": str(directory),
+    except UsageError:
+        warm.cancel()
+        raise
+    request = {"config": result.config.values, "datasets": measurable_datasets(result), "stats_dir": str(directory),
                "result_file": str(directory / "stats.json"), "processes": processes}
-    return _run_worker(request, directory, cwd, result)
+    return _run_worker(warm, request, directory, result)
 
 
-def worker_argv(request_file: Path) -> list[str]:
+def _skip_reason(result: ValidationResult) -> str | None:
+    if not result.ok:
+        return ("stats skipped: fix the errors above first (the statistics need a config and data that "
+                "LLaMA-Factory can load)")
+    if not measurable_datasets(result):
+        return "stats skipped: no local training dataset to measure (hub datasets are not downloaded)"
+    return None
+
+
+def worker_argv(request_file: Path | str) -> list[str]:
     return [sys.executable, "-m", "launcher.stats_worker", "--args-file", str(request_file)]
 
 
@@ -77,21 +112,20 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def _run_worker(request: dict, directory: Path, cwd: Path, result: ValidationResult):
+def _run_worker(warm: WarmWorker, request: dict, directory: Path, result: ValidationResult):
     from launcher.atomic import write_text_atomic
 
     request_file, result_file = directory / "request.json", Path(request["result_file"])
     write_text_atomic(request_file, json.dumps(request, indent=2, ensure_ascii=False, default=str) + "\n")
     result_file.unlink(missing_ok=True)  # never read a previous run's numbers
+    code, output = warm.run(request)
     log = directory / "worker.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        code = subprocess.run(worker_argv(request_file), cwd=cwd, env=worker_env(), stdout=handle,
-                              stderr=subprocess.STDOUT, check=False).returncode
+    log.write_bytes(output)
     if code == 130 or code == -2:
         raise KeyboardInterrupt
     payload = _read_result(result_file) if code in (0, 1) else None
     if payload is None:
-        tail = log.read_text(encoding="utf-8", errors="replace")[-4000:]
+        tail = output.decode("utf-8", errors="replace")[-4000:]
         raise StatsWorkerCrashed(f"the stats worker exited with {code}; log {log}:\n{tail}")
     if not payload.get("ok"):
         return [_error_diagnostic(payload["error"], result)], None
@@ -118,4 +152,4 @@ def _note(result: ValidationResult, message: str) -> Diagnostic:
     return Diagnostic(NOTE, "stats-skipped", message, file=result.config.file if result.config else None)
 
 
-__all__ = ["StatsWorkerCrashed", "run_stats", "stats_directory", "worker_argv"]
+__all__ = ["StatsWorkerCrashed", "WarmWorker", "run_stats", "stats_directory", "worker_argv"]

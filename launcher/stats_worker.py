@@ -235,12 +235,31 @@ def compute(request: dict) -> dict:
             "cutoff_len": setup["data_args"].cutoff_len, "datasets": datasets}
 
 
+def import_llamafactory() -> None:
+    """The modules compute() needs, imported ahead of the request."""
+    import llamafactory.data.converter  # noqa: F401
+    import llamafactory.data.parser  # noqa: F401
+    import llamafactory.data.processor.processor_utils  # noqa: F401
+    import llamafactory.data.template  # noqa: F401
+    import llamafactory.hparams  # noqa: F401
+    import llamafactory.model  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m launcher.stats_worker")
-    parser.add_argument("--args-file", required=True, type=Path)
+    parser.add_argument("--args-file", required=True,
+                        help="the request JSON, or '-' to import first and then read it from standard input")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork; tokenizers would warn and disable it anyway
-    request = json.loads(args.args_file.read_text(encoding="utf-8"))
+    if args.args_file == "-":
+        # Started before the CLI validates: the imports (several seconds) overlap with validation.
+        import_llamafactory()
+        text = sys.stdin.read()
+        if not text.strip():  # validation found errors: nothing to measure
+            return 0
+        request = json.loads(text)
+    else:
+        request = json.loads(Path(args.args_file).read_text(encoding="utf-8"))
     try:
         result, code = compute(request), 0
     except StatsError as exc:

@@ -39,8 +39,9 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         raise UsageError("--stats measures the records: it cannot be combined with --no-data")
     if stats_dir and not stats:
         raise UsageError("--stats-dir is only used with --stats")
+    warm = _start_stats_worker() if stats else None  # its imports overlap with the validation below
     result = validate(config_path, overrides, check_data=check_data)
-    measured = _measure(result, stats_dir) if stats else None
+    measured = _measure(result, stats_dir, warm) if stats else None
     if format == "json":
         render_json(result.diagnostics, sys.stdout, extra_summary={"data": result.data_summary},
                     extra={"stats": measured} if stats else None)
@@ -53,10 +54,16 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
     return EXIT_OK if result.ok else EXIT_INVALID
 
 
-def _measure(result, stats_dir: str | None) -> dict | None:
+def _start_stats_worker():
+    from launcher.stats import WarmWorker
+
+    return WarmWorker(Path.cwd())
+
+
+def _measure(result, stats_dir: str | None, warm) -> dict | None:
     """`--stats`: run the stats worker; its diagnostics (a tokenizer that cannot load) join the others."""
     from launcher.stats import run_stats
 
-    found, measured = run_stats(result, Path.cwd(), stats_dir)
+    found, measured = run_stats(result, Path.cwd(), stats_dir, warm=warm)
     result.diagnostics.extend(found)
     return measured
