@@ -141,8 +141,11 @@ def _entry_rules(info: DatasetInfo, name: str, entry: dict, mode: str | None) ->
     return entry_rules(info, name, entry, mode)
 
 
-def local_dataset_sizes(loaded: LoadedConfig, cwd: Path) -> dict[str, int | None]:
-    """Records per dataset name as LF would load them (num_samples wins); None when not local or unknown."""
+def local_dataset_sizes(loaded: LoadedConfig, cwd: Path, data_summary: dict | None = None) -> dict[str, int | None]:
+    """Records per dataset name as LF would load them (num_samples wins); None when not local or unknown.
+
+    `data_summary` (from check_datasets) supplies the counts validate already took, so no file is read twice.
+    """
     sizes: dict[str, int | None] = {}
     dataset_dir = loaded.values.get("dataset_dir", "data")
     info = None
@@ -150,16 +153,26 @@ def local_dataset_sizes(loaded: LoadedConfig, cwd: Path) -> dict[str, int | None
         info, _ = load_dataset_info(cwd / dataset_dir / "dataset_info.json", "dataset_info.json")
     for _, _, name in dataset_names(loaded):
         entry = info.entries.get(name) if info else None
-        sizes[name] = _size(entry, dataset_dir, cwd) if isinstance(entry, dict) else None
+        counted = _counted(data_summary, name)
+        sizes[name] = _size(entry, dataset_dir, cwd, counted) if isinstance(entry, dict) else None
     return sizes
 
 
-def _size(entry: dict, dataset_dir: str, cwd: Path) -> int | None:
+def _counted(data_summary: dict | None, name: str) -> list[int] | None:
+    """The record counts check_datasets took for this dataset's files, when it read every one of them."""
+    found = (data_summary or {}).get("datasets", {}).get(name, {})
+    counts = [data_summary["files"].get(f, {}).get("records") for f in found.get("files", [])] if found else []
+    return counts if found.get("checked") and counts and None not in counts else None
+
+
+def _size(entry: dict, dataset_dir: str, cwd: Path, counted: list[int] | None = None) -> int | None:
     if isinstance(entry.get("num_samples"), int):
         return entry["num_samples"]
     if any(f in entry for f in HUB_FIELDS + ("script_url", "cloud_file_name")) or not isinstance(
             entry.get("file_name"), str):
         return None
+    if counted is not None:
+        return sum(counted)
     files, error, _ = resolve_files(dataset_dir, entry["file_name"], cwd)
     counts = [count_records(f) for f in files] if not error else [None]
     return None if None in counts else sum(counts)

@@ -33,7 +33,6 @@ WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safeten
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 VERSIONED_PACKAGES = ("dpo-launch", "llamafactory", "torch", "transformers", "trl", "peft", "accelerate",
                       "datasets", "deepspeed", "tensorboard", "tokenizers")
-REMOTE_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -111,7 +110,8 @@ def checkpoint_to_resume(output_dir: Path) -> Path:
     return good
 
 
-def record_run(resolved_args: Mapping[str, Any], cwd: Path, plan: dict | None = None) -> None:
+def record_run(resolved_args: Mapping[str, Any], cwd: Path, data_summary: Mapping[str, Any],
+               plan: dict | None = None) -> None:
     """Write `<output_dir>/dpo-launch/` before anything trains: args file, YAML copy, versions, datasets, plan.
 
     All or nothing: every file is written and synced to a temporary file first (launcher.atomic), and the
@@ -120,7 +120,7 @@ def record_run(resolved_args: Mapping[str, Any], cwd: Path, plan: dict | None = 
     """
     from contextlib import ExitStack
 
-    files = run_files(resolved_args, cwd, plan)
+    files = run_files(resolved_args, cwd, data_summary, plan)
     target = run_dir(Path(resolved_args["output_dir"]))
     path = target
     try:
@@ -160,13 +160,14 @@ def rewind_tensorboard(output_dir: Path, checkpoint: Path) -> None:
               flush=True)
 
 
-def run_files(resolved_args: Mapping[str, Any], cwd: Path, plan: dict | None = None) -> dict[str, str]:
+def run_files(resolved_args: Mapping[str, Any], cwd: Path, data_summary: Mapping[str, Any],
+              plan: dict | None = None) -> dict[str, str]:
     """The contents of the run directory, as `file name -> text`."""
     files = {
         "resolved_config.json": dump_json(dict(resolved_args)),
         "resolved_config.yaml": yaml.safe_dump(dict(resolved_args), sort_keys=False, allow_unicode=True),
         "versions.json": dump_json(package_versions()),
-        "datasets.json": dump_json(dataset_fingerprints(resolved_args, cwd)),
+        "datasets.json": dump_json(dataset_fingerprints(data_summary, cwd)),
     }
     if plan is not None:
         files["plan.json"] = dump_json(plan)
@@ -184,26 +185,15 @@ def package_versions() -> dict[str, Any]:
     return versions
 
 
-def dataset_fingerprints(config: Mapping[str, Any], cwd: Path) -> dict[str, Any]:
-    """sha256 and size of each local file behind `dataset` and `eval_dataset`, as LLaMA-Factory resolves them."""
-    dataset_dir = Path(cwd) / str(config.get("dataset_dir") or "data")
-    info = _read_dataset_info(dataset_dir / "dataset_info.json")
-    result: dict[str, Any] = {"dataset_dir": str(dataset_dir), "datasets": {}}
-    for key in ("dataset", "eval_dataset"):
-        for name in _names(config.get(key)):
-            result["datasets"][name] = _fingerprint_entry(info.get(name), dataset_dir)
-    return result
-
-
-def _fingerprint_entry(entry: Any, dataset_dir: Path) -> dict[str, Any]:
-    if not isinstance(entry, dict):
-        return {"error": "not in dataset_info.json"}
-    remote = {k: entry[k] for k in REMOTE_KEYS if entry.get(k)}
-    if remote or not entry.get("file_name"):
-        return {"remote": remote}
-    path = dataset_dir / str(entry["file_name"])
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {"files": [_fingerprint_file(p) for p in files]}
+def dataset_fingerprints(data_summary: Mapping[str, Any], cwd: Path) -> dict[str, Any]:
+    """sha256 and size of each local file behind `dataset` and `eval_dataset`, as `validate` resolved them."""
+    datasets: dict[str, Any] = {}
+    for name, found in data_summary.get("datasets", {}).items():
+        if found.get("source") == "file":
+            datasets[name] = {"files": [_fingerprint_file(Path(cwd) / f) for f in found.get("files", [])]}
+        else:
+            datasets[name] = {"remote": found.get("source")}
+    return {"dataset_dir": str(Path(cwd) / str(data_summary.get("dataset_dir", "data"))), "datasets": datasets}
 
 
 def _fingerprint_file(path: Path) -> dict[str, Any]:
@@ -215,17 +205,3 @@ def _fingerprint_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         return {"path": str(path), "error": exc.strerror or str(exc)}
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _read_dataset_info(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _names(value: Any) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in str(value or "").split(",") if part.strip()]

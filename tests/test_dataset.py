@@ -103,6 +103,20 @@ def test_local_dataset_sizes_count_records_and_leave_hub_datasets_unknown(tmp_pa
     assert sizes == {"a": 2, "b": 3, "c": 10, "hub": None, "nope": None}
 
 
+
+def test_local_dataset_sizes_reuse_the_counts_validate_took(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/a.jsonl").write_text('{"x": 1}\n{"x": 2}\n')
+    (tmp_path / "data/dataset_info.json").write_text(json.dumps({"a": {"file_name": "a.jsonl"}}))
+    (tmp_path / "config.yaml").write_text("stage: dpo\ndataset: a\n")
+    summary = {"datasets": {"a": {"source": "file", "files": ["data/a.jsonl"], "checked": True}},
+               "files": {"data/a.jsonl": {"records": 7}}}
+    loaded = load_config(tmp_path / "config.yaml")
+
+    assert local_dataset_sizes(loaded, tmp_path, summary) == {"a": 7}  # the summary's count, not a re-read
+    assert local_dataset_sizes(loaded, tmp_path) == {"a": 2}
+
+
 def write_sharegpt_jsonl(path: Path, count: int, defect_every: int) -> None:
     """ShareGPT DPO records of ~1.6 KB; every `defect_every`-th one has two user turns in a row."""
     rng = random.Random(0)

@@ -67,6 +67,7 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
 def build_plan(result, topology, cwd: Path, base_env: dict[str, str] | None = None,
                check_data: bool = True) -> dict[str, Any]:
     """The plan as stable JSON data: what `--format json` prints and what `train` writes to plan.json."""
+    from launcher.dataset import local_dataset_sizes
     from launcher.memory import estimate_memory, zero_settings
     from launcher.resolve import as_dict, resolve_batch, resolve_loss_plan, resolve_reference
 
@@ -75,7 +76,7 @@ def build_plan(result, topology, cwd: Path, base_env: dict[str, str] | None = No
     zero = zero_settings(values, cwd)
     reference = resolve_reference(values, zero.stage)
     loss = resolve_loss_plan(values)
-    sizes = dataset_sizes(loaded, cwd) if check_data else {}
+    sizes = local_dataset_sizes(loaded, cwd, result.data_summary) if check_data else {}
     batch = resolve_batch(values, topology.world_size, sizes)
     memory = estimate_memory(values, reference, topology.world_size, cwd, zero)
     findings = [loaded.diagnostic(f.severity, f.code, f.message, f.key, hint=f.hint)
@@ -146,8 +147,3 @@ def launch_plan(values: dict[str, Any], topology, cwd: Path, base_env: dict[str,
             "nodes": [{"node_rank": rank, **spec.to_dict()} for rank, spec in enumerate(nodes)]}
 
 
-def dataset_sizes(loaded, cwd: Path) -> dict[str, int | None]:
-    """Record counts of the local training datasets (None for hub or remote ones)."""
-    from launcher.dataset import local_dataset_sizes
-
-    return dict(local_dataset_sizes(loaded, cwd))

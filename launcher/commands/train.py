@@ -111,7 +111,7 @@ def _train(result, launch_flags: dict, cwd: Path, env: dict[str, str], dry_run: 
         return EXIT_OK
     if overwrite:
         clear_previous_run(output_dir)
-    record_run(resolved, cwd, _plan(result, topology, cwd, env))
+    record_run(resolved, cwd, result.data_summary, _plan(result, topology, cwd, env))
     if resume:
         rewind_tensorboard(output_dir, Path(resolved["resume_from_checkpoint"]))
     print(f"dpo-launch train: run directory {output_dir}; TensorBoard: tensorboard --logdir "
