@@ -7,7 +7,7 @@ Every rule is a function `(History, Thresholds) -> Alert | None`; `AlertEngine` 
 point and lets a rule fire again only `repeat_after` steps after it last fired.
 
 Thresholds are documented on `Thresholds` and set with `name=value` strings (`parse_thresholds`),
-from `--threshold` on the CLI or the `DPO_LAUNCH_ALERT_THRESHOLDS` variable in the worker.
+from `dpo-launch train --alert-threshold` or the `DPO_LAUNCH_ALERT_THRESHOLDS` variable in the worker.
 """
 
 from __future__ import annotations

@@ -24,14 +24,17 @@ class RunDirError(Exception):
 
 
 def find_logdir(run_dir: Path | str) -> Path:
-    """`<run_dir>/tensorboard` (dpo-launch train), else HF's fallback `<run_dir>/runs`, else RUN_DIR itself."""
+    """`<run_dir>/tensorboard` (dpo-launch train), else HF's fallback `<run_dir>/runs`, else RUN_DIR itself if it
+    holds event files (it is a logdir)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such directory (expected a run directory: the config's output_dir)")
     for candidate in (run_dir / "tensorboard", run_dir / "runs"):
         if candidate.is_dir():
             return candidate
-    if event_files(run_dir):
+    # RUN_DIR may be the logdir itself; an unrelated parent (e.g. /tmp) holding many runs' event files in its
+    # subfolders is not a run, and reading them all would mix their steps.
+    if any(run_dir.glob("events.out.tfevents.*")):
         return run_dir
     raise RunDirError(f"{run_dir}: no TensorBoard directory (looked for {run_dir / 'tensorboard'} and event "
                       f"files under {run_dir}); `dpo-launch train` writes them to <output_dir>/tensorboard once the "

@@ -163,3 +163,14 @@ def test_attach_shows_nothing_when_stdout_is_not_a_terminal(tmp_path):
     from launcher.monitor import attach
 
     assert attach(tmp_path) is None  # pytest captures stdout: not a terminal
+
+
+def test_a_folder_of_several_runs_is_not_read_as_one_run(tmp_path):
+    for run in ("run-a", "run-b"):  # e.g. pointing monitor at /tmp or at a folder of output_dirs
+        (tmp_path / run / "tensorboard").mkdir(parents=True)
+        (tmp_path / run / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"")
+
+    result = run_cli("monitor", tmp_path, "--once")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"dpo-launch monitor: error: {tmp_path}: no TensorBoard directory")
