@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.alerts import AlertEngine
-from launcher.events import EventReader, Scalar, Text, event_files
+from launcher.events import EventReader, Scalar, Text
 
 OWN_DIR = "dpo-launch"
 FINISHED_TAG = "train/train_runtime"  # HF logs it once, after the last step

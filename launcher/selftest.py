@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.losses import resolve_loss
+from launcher.rundir import package_versions
 
 RUNTIME_FILE = Path("dpo-launch") / "runtime.json"
 # Human-readable closed forms for the failure message; the values come from launcher.losses.
@@ -26,9 +26,6 @@ CLOSED_FORMS = {
     "kto_pair": "1 − σ(0)",
     "kto": "w·(1 − σ(0))",
 }
-VERSIONED = ("torch", "transformers", "trl", "llamafactory", "peft", "accelerate", "deepspeed")
-
-
 class LossSelfTestFailed(Exception):
     """The first batch's loss is not the closed form of the loss the config asks for."""
 
@@ -66,25 +63,15 @@ def judge(cfg: Mapping[str, Any], observed: float) -> tuple[str, float | None, s
     if error <= tolerance(cfg):
         return "passed", expected, (f"dpo-launch worker: loss self-test passed: {loss.name} first-batch loss "
                                     f"{observed:.4f} matches {form}")
+    stack = package_versions()
     return "failed", expected, (
         f"dpo-launch worker: loss self-test failed: {_label(loss.name)} should start at {form} when the policy "
         f"equals its reference, but the first batch gave {observed:.4f} (relative error {error:.1%}); the loss "
-        f"that runs is not the loss asked for (trl {_version('trl')}, llamafactory {_version('llamafactory')})")
+        f"that runs is not the loss asked for (trl {stack['trl']}, llamafactory {stack['llamafactory']})")
 
 
 def _label(name: str) -> str:
     return "stage kto" if name == "kto" else f"pref_loss {name}"
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def versions() -> dict[str, str | None]:
-    return {package: _version(package) for package in VERSIONED}
 
 
 def _unwrap(module):
@@ -143,7 +130,7 @@ class FirstBatchProbe:
                 "loss": {"name": resolve_loss(self.cfg).name, "first_batch_loss": observed,
                          "expected": expected, "self_test": status},
                 "world_size": trainer.args.world_size,
-                "versions": versions(),
+                "versions": package_versions(),
             })
         if status == "failed":
             raise LossSelfTestFailed(message)

@@ -78,12 +78,12 @@ def metrics_callbacks(cfg: dict[str, Any]) -> list:
 def announce_loss(cfg: dict[str, Any], patched: bool) -> None:
     """One line on rank 0 saying which loss trains, and why we had to intervene."""
     from launcher.losses import resolve_loss
-    from launcher.selftest import versions
+    from launcher.rundir import package_versions
 
     loss = resolve_loss(cfg)
     if rank() != 0:
         return
-    trl = versions()["trl"]
+    trl = package_versions()["trl"]
     if not loss.silently_sigmoid_under_llamafactory_cli:
         note = "as LLaMA-Factory runs it"
     elif patched and loss.name == "kto_pair":
