@@ -48,6 +48,7 @@ def write_histogram(dataset: str, columns: dict, stats: dict, stats_dir: Path) -
     if not columns["index"]:
         return None
     import matplotlib
+    import numpy
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -58,11 +59,12 @@ def write_histogram(dataset: str, columns: dict, stats: dict, stats_dir: Path) -
     parts = [(label, values) for label, values in series(columns, kto) if values]
     edges = bin_edges([v for _, values in parts for v in (min(values), max(values))])
     for label, values in parts:
-        left.hist(values, bins=edges, alpha=0.5, label=label)
+        # An array, not the list: matplotlib walks a list element by element (seconds at 200k records).
+        left.hist(numpy.asarray(values), bins=edges, alpha=0.5, label=label)
     left.set(title=f"{dataset}: token lengths", xlabel="tokens (with the template)", ylabel="records")
     left.legend()
     longest = totals(columns, kto)
-    right.hist(longest, bins=bin_edges([min(longest), max(longest)]), color="gray")
+    right.hist(numpy.asarray(longest), bins=bin_edges([min(longest), max(longest)]), color="gray")
     right.axvline(cutoff, color="red", linestyle="--", label=f"cutoff_len {cutoff}")
     cut = stats["truncation"]["truncated"]
     total = "prompt + response" if kto else "prompt + longer response"

@@ -275,4 +275,9 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The result is written (atomically) and flushed: skip the interpreter's teardown, which takes 1-2 s with
+    # torch and transformers loaded. An exception above still exits the normal way, with its traceback.
+    os._exit(exit_code)
