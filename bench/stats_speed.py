@@ -9,7 +9,10 @@ temporary folder, then measures in this same run:
   after its imports and tokenizer load);
 - ours: the whole `python -m launcher validate CONFIG --stats` command, wall clock (validation of every
   record, worker start, imports, tokenizer load, measuring, histogram), with --workers processes.
-It prints both times and the ratio LF / ours. Both use the tiny model's tokenizer (a byte-level BPE with a
+Ours runs --repeat times (default 3, before LF's single run) and the ratio uses their median: one run of ~30 s
+on a shared 2-core machine varies by several seconds, LF's ~3 minutes much less in proportion. The data file
+is synced to disk before either starts, so neither pays for its write-back. It prints both times and the
+ratio LF / ours. Both use the tiny model's tokenizer (a byte-level BPE with a
 512-token vocabulary, REFERENCE.md §9.1), built into <repo>/.cache/tiny-llama if missing.
 """
 
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +109,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=2, help="LF's preprocessing_num_workers and our processes")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of ours; the ratio uses their median")
     parser.add_argument("--lf-baseline", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lf_baseline:
@@ -117,12 +122,17 @@ def main() -> int:
         root = Path(tmp)
         config = write_workspace(root, args.records, args.workers)
         size = (root / "data" / "bench.jsonl").stat().st_size / 1e6
+        os.sync()
         print(f"{args.records} ShareGPT DPO records ({size:.0f} MB), tiny tokenizer, {args.workers} workers each")
-        ours = run_ours(root, config, env, args.workers)
+        runs = [run_ours(root, config, env, args.workers) for _ in range(max(1, args.repeat))]
         lf = run_lf(root, config, env)
+    ours = dict(runs[0], wall=statistics.median(r["wall"] for r in runs),
+                measuring=statistics.median(r["measuring"] for r in runs))
     print(f"LLaMA-Factory get_dataset:        {lf['seconds']:8.1f} s  ({lf['rows']} pairs; whole process "
           f"{lf['wall']:.1f} s)")
-    print(f"dpo-launch validate --stats:      {ours['wall']:8.1f} s  (whole command; measuring alone "
+    print(f"dpo-launch validate --stats:      {ours['wall']:8.1f} s  (median of {len(runs)} runs: "
+          + ", ".join(f"{r['wall']:.1f}" for r in runs) + ")")
+    print(f"                                            (whole command; median measuring alone "
           f"{ours['measuring']:.1f} s, {ours['pairs']} pairs, tokenizer mode {ours['mode']}, {ours['processes']} processes)")
     print(f"ratio LF get_dataset / ours:      {lf['seconds'] / ours['wall']:8.1f}x  (whole process vs whole "
           f"command: {lf['wall'] / ours['wall']:.1f}x)")

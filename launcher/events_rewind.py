@@ -7,10 +7,15 @@ So `--resume` drops, from the existing event files, every record whose step is b
 keeping the others byte for byte (framing and checksums included). A file is rewritten atomically
 (launcher.atomic) and only when it loses a record; an unfinished record at the end of a file (the writer
 was killed mid-write) is dropped too. The resumed run's writers add new files next to these.
+
+The two JSON Lines logs that the resumed run appends to are rewound the same way: LLaMA-Factory's
+`trainer_log.jsonl` (by `current_steps`; LF only clears it with overwrite_output_dir, and its `plot_loss`
+draws from it) and our `dpo-launch/alerts.jsonl` (by `step`).
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +75,34 @@ def rewind_event_files(logdir: Path, step: int) -> list[Rewound]:
     return [item for item in changed if item.dropped]
 
 
+# JSON Lines logs under output_dir that a resumed run appends to, and the field holding each line's step.
+STEP_LOGS = (("trainer_log.jsonl", "current_steps"), ("dpo-launch/alerts.jsonl", "step"))
+
+
+def rewind_json_lines(path: Path, step: int, step_key: str) -> Rewound:
+    """Drop the lines whose `step_key` is past `step`, and an unfinished last line (no newline: the writer was
+    killed mid-write). A line that is not a JSON object with a whole-number step is kept as it is."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    kept = []
+    for number, line in enumerate(lines):
+        if number == len(lines) - 1 and not line.endswith(b"\n"):
+            continue
+        try:
+            value = json.loads(line).get(step_key)
+        except (ValueError, AttributeError):
+            value = None
+        if not isinstance(value, int) or value <= step:
+            kept.append(line)
+    dropped = len(lines) - len(kept)
+    if dropped:
+        with atomic_write(path, "wb", encoding=None) as handle:
+            handle.write(b"".join(kept))
+    return Rewound(path, dropped, len(kept))
+
+
 def rewind_for_resume(output_dir: Path, checkpoint: Path) -> list[str]:
-    """Rewind `<output_dir>/tensorboard` to the checkpoint's step; one line per file changed (or a warning:
-    a damaged or unwritable event file is left as it is, and resuming goes on)."""
+    """Rewind `<output_dir>/tensorboard` and the step logs to the checkpoint's step; one line per file changed
+    (or a warning: a damaged or unwritable file is left as it is, and resuming goes on)."""
     from launcher.checkpoint_faults import checkpoint_step
     from launcher.launch import tensorboard_dir
 
@@ -82,5 +112,18 @@ def rewind_for_resume(output_dir: Path, checkpoint: Path) -> list[str]:
     try:
         changed = rewind_event_files(tensorboard_dir(output_dir), step)
     except (OSError, CorruptEventFile) as exc:
-        return [f"warning: TensorBoard files left as they are ({exc}); steps after {step} may show twice"]
-    return [f"dropped {item.dropped} TensorBoard record(s) after step {step} from {item.path}" for item in changed]
+        said = [f"warning: TensorBoard files left as they are ({exc}); steps after {step} may show twice"]
+    else:
+        said = [f"dropped {item.dropped} TensorBoard record(s) after step {step} from {item.path}" for item in changed]
+    for name, step_key in STEP_LOGS:
+        path = Path(output_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            rewound = rewind_json_lines(path, step, step_key)
+        except OSError as exc:
+            said.append(f"warning: {path} left as it is ({exc.strerror or exc}); steps after {step} may show twice")
+            continue
+        if rewound.dropped:
+            said.append(f"dropped {rewound.dropped} line(s) after step {step} from {path}")
+    return said

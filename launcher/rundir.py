@@ -152,7 +152,8 @@ def clear_previous_run(output_dir: Path) -> None:
 
 
 def rewind_tensorboard(output_dir: Path, checkpoint: Path) -> None:
-    """--resume: drop TensorBoard records logged after the checkpoint, so no step is drawn twice."""
+    """--resume: drop TensorBoard records and trainer_log/alerts lines logged after the checkpoint, so no step
+    shows twice."""
     from launcher.events_rewind import rewind_for_resume
 
     for line in rewind_for_resume(output_dir, checkpoint):

@@ -5,6 +5,7 @@ each step in TensorBoard exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ from test_train import loss_steps, workspace
 
 from launcher.checkpoint_faults import complete_checkpoints
 from launcher.events import masked_crc32c
-from launcher.events_rewind import rewind_file
+from launcher.events_rewind import rewind_file, rewind_json_lines
 
 LONG_RUN = {"max_steps": 5000, "save_strategy": "no"}  # long enough that a fault always lands mid-training
 
@@ -143,6 +144,17 @@ def test_rewinding_an_event_file_keeps_earlier_records_byte_for_byte_and_drops_a
     assert rewind_file(path, 2).dropped == 0  # nothing more to drop: the file is not rewritten
 
 
+def test_rewinding_a_step_log_keeps_earlier_and_stepless_lines_and_drops_an_unfinished_last_line(tmp_path):
+    path = tmp_path / "trainer_log.jsonl"
+    kept = b'{"current_steps": 1}\n{"current_steps": 2, "loss": 0.69}\nnot json\n{"other": 5}\n'
+    path.write_bytes(kept + b'{"current_steps": 3}\n{"current_steps": 2}\n' + b'{"current_st')
+    rewound = rewind_json_lines(path, 2, "current_steps")
+    assert (rewound.dropped, rewound.kept, path.read_bytes()) == (2, 5, kept + b'{"current_steps": 2}\n')
+    before = path.stat().st_mtime_ns
+    assert rewind_json_lines(path, 2, "current_steps").dropped == 0
+    assert path.stat().st_mtime_ns == before  # nothing to drop: the file is not rewritten
+
+
 def worker_pid(out: Path) -> int:
     """The single-process worker (no torchrun) of the run writing into `out`."""
     [pid] = [pid for pid in processes_mentioning(str(out / "dpo-launch" / "resolved_config.json"))
@@ -188,6 +200,9 @@ def test_resume_after_kill_9_drops_the_steps_logged_after_the_last_checkpoint_fr
     assert rewound.startswith("dpo-launch train: --resume: dropped ")
     assert f" TensorBoard record(s) after step {saved} from {out / 'tensorboard'}/events.out.tfevents." in rewound
     assert loss_steps(out) == list(range(1, logged + 3))  # each step once: no duplicate, none missing
+    # LF's own log too (its plot_loss draws from it); its last line, the run's summary, has no `loss`
+    lines = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
+    assert [line["current_steps"] for line in lines if "loss" in line] == list(range(1, logged + 3))
 
 
 # --- --stop-on: an alert that ends the run, and the flags' usage errors ------------------------------------

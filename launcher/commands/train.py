@@ -8,7 +8,8 @@ guard `output_dir` (no silent resume or overwrite; launcher.rundir) -> build arg
 passing the job's exit code through.
 
 Faults: `--resume` picks the last *complete* checkpoint (one with trainer_state.json) and first drops the
-TensorBoard records logged after it (launcher.events_rewind), so no step shows twice. Ctrl-C / SIGTERM make
+TensorBoard records, trainer_log.jsonl and alerts.jsonl lines logged after it (launcher.events_rewind), so no
+step shows twice. Ctrl-C / SIGTERM make
 every rank save a checkpoint before stopping (launcher.graceful_stop; exit 130 / 143). `--stop-on` and
 `--alert-threshold` reach the ranks' alert callbacks as DPO_LAUNCH_STOP_ON / DPO_LAUNCH_ALERT_THRESHOLDS.
 """
