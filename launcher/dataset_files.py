@@ -88,9 +88,9 @@ def _resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[Da
     return [DataFile(p, shown, file_type) for p, shown in paths], None, None
 
 
-def iter_records(data_file: DataFile):
+def iter_records(data_file: DataFile, check_keys: bool = True):
     if data_file.type == "json":
-        return iter_json_file(data_file.path)
+        return iter_json_file(data_file.path, check_keys)
     return iter_columnar(data_file.path, data_file.type)
 
 
@@ -131,7 +131,7 @@ def scan_file(data_file: DataFile, checker: RecordChecker) -> tuple[list[Diagnos
 def _syntax(problem: SyntaxProblem, display: str, index: int) -> Diagnostic:
     hint = ("LLaMA-Factory cannot load a file with a JSON error: the whole dataset fails"
             if not problem.fatal else "nothing after this point can be read; fix the JSON and run again")
-    return Diagnostic(ERROR, "json-syntax", problem.message, file=display, line=problem.line,
+    return Diagnostic(ERROR, problem.code, problem.message, file=display, line=problem.line,
                       column=problem.column, record=None if problem.fatal else index, hint=hint)
 
 
@@ -156,7 +156,8 @@ def advice(checker: RecordChecker, info, name: str) -> list[Diagnostic]:
 def count_records(data_file: DataFile) -> int | None:
     """Records in a file without the checks (for `plan`): JSON Lines by non-blank lines."""
     if data_file.type == "json":
-        return sum(1 for _, _, rec in iter_json_file(data_file.path) if not isinstance(rec, SyntaxProblem))
+        return sum(1 for _, _, rec in iter_json_file(data_file.path, check_keys=False)
+                   if not isinstance(rec, SyntaxProblem))
     if not columnar_available():
         return None
     return columnar_row_count(data_file.path, data_file.type)

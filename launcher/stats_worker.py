@@ -99,7 +99,7 @@ def iter_examples(files, converter, max_samples: int | None, part: int = 0, part
     offset = 0
     for data_file in files:
         count = 0
-        for index, _, record in iter_records(data_file):
+        for index, _, record in iter_records(data_file, check_keys=False):  # validate has checked them
             count = index + 1
             position = offset + index
             if max_samples is not None and position >= max_samples:

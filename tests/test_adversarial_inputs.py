@@ -328,11 +328,14 @@ def test_nan_and_infinity_in_data_are_read_as_pyarrow_reads_them(tmp_path):
         "data/prefs.jsonl: note[data-summary]: 2 records checked, 0 would be dropped by LLaMA-Factory, 1 would crash it"]
 
 
-def test_duplicate_keys_in_a_record_keep_the_last_value(tmp_path):
+def test_a_duplicate_key_in_a_json_lines_record_is_an_error_as_pyarrow_refuses_the_file(tmp_path):
+    # orjson would keep the last value silently; LF's reader (pyarrow) fails the whole dataset on it
     record = line(GOOD)[:-2] + b', "chosen": {"from": "gpt", "value": "5"}}\n'
-    found = data_diagnostics(make_workspace(tmp_path), record)
-    assert found[0] == ("data/prefs.jsonl:1: warning[identical-pair]: record 0: chosen and rejected are identical; "
-                        "the pair teaches nothing and its loss stays at ln 2")
+    found = data_diagnostics(make_workspace(tmp_path), line(GOOD) + record)
+    assert found[0] == ("data/prefs.jsonl:2: error[duplicate-key]: key 'chosen' appears twice in one object: "
+                        "LLaMA-Factory's JSON Lines reader (pyarrow) refuses the whole file (\"Column(...) was "
+                        "specified twice\"); keep one of them (LLaMA-Factory cannot load a file with a JSON error: "
+                        "the whole dataset fails)")
 
 
 def test_empty_data_file_is_an_error_at_the_entry(tmp_path):

@@ -25,7 +25,7 @@ DATA_CODES = {
     "tags-mismatch", "formatting-openai", "hub-not-checked", "data-summary", "data-not-checked", "data-unreadable",
     "record-type", "missing-column", "value-type", "message-type", "missing-key", "role-order", "role-unknown",
     "role-wrong", "system-position", "turn-count", "chosen-type", "empty-content", "identical-pair",
-    "kto-tag-type", "tools-type", "tools-json", "media-count", "history-type",
+    "kto-tag-type", "tools-type", "tools-json", "media-count", "history-type", "duplicate-key",
 }
 
 
@@ -166,3 +166,27 @@ def test_validate_cli_prints_the_data_diagnostics_of_a_case(name):
     expected = (case / "expected.txt").read_text().splitlines()
     assert lines == expected
     assert returncode == (0 if name.startswith("valid") else 1)
+
+
+def test_the_duplicate_key_cases_match_how_datasets_loads_them_for_llamafactory(tmp_path):
+    """The real reader behind both cases: pyarrow refuses the JSON Lines file, json.load keeps an array's last."""
+    from datasets import load_dataset
+
+    cases = CASES / "data"
+    with pytest.raises(Exception) as refused:
+        load_dataset("json", data_files=str(cases / "invalid/duplicate_key_jsonl/data/demo.jsonl"), split="train",
+                     cache_dir=str(tmp_path / "jsonl"))
+    assert "was specified twice" in str(refused.value.__cause__)
+    array = load_dataset("json", data_files=str(cases / "valid/duplicate_key_array/data/demo.json"), split="train",
+                         cache_dir=str(tmp_path / "array"))
+    assert array[0]["chosen"] == {"from": "gpt", "value": "Five."}
+
+
+def test_a_json_lines_file_without_duplicate_keys_but_with_colons_in_its_text_loads(tmp_path):
+    path = tmp_path / "colons.jsonl"
+    rows = [{"conversations": [{"from": "human", "value": f'Time: 10:{i:02}. "a": b'}],
+             "chosen": {"from": "gpt", "value": "k: v"}, "rejected": {"from": "gpt", "value": "x"}} for i in range(50)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"a" : 1, "b" : {"c" : 2}}\n')
+    from launcher.jsonstream import iter_json_file
+
+    assert [value for _, _, value in iter_json_file(path)] == rows + [{"a": 1, "b": {"c": 2}}]
