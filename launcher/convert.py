@@ -50,7 +50,9 @@ def iter_records(source: Path) -> Iterator[tuple[int, int | None, object]]:
         raise ConvertError(Diagnostic(ERROR, "input-type", f"cannot read a '{source.suffix}' file; expected "
                                       f"one of {', '.join(INPUT_TYPES)}", file=str(source)))
     if kind == "json":
-        return iter_json_file(source)
+        # A repeated key keeps its last value, as any JSON reader does; the duplicate-key check is about what
+        # pyarrow refuses in the files LLaMA-Factory loads, and the converted output has no repeated keys.
+        return iter_json_file(source, check_keys=False)
     try:
         import pyarrow  # noqa: F401  (checked here for a clear message; jsonstream imports it lazily)
     except ImportError:
