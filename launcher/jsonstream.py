@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from launcher.json_keys import first_repeated_key, may_repeat_a_key
+
 CHUNK = 1 << 20
 # The largest record we read: a JSON Lines line in bytes, a JSON array element in characters. Anything larger
 # is not a training example; it is refused without being read whole (a 1 GB line costs 64 MiB, not 1 GB).
@@ -32,12 +34,6 @@ class SyntaxProblem:
     column: int | None = None
     fatal: bool = False
     code: str = "json-syntax"
-
-
-try:
-    from orjson import dumps as _orjson_dumps
-except ImportError:
-    _orjson_dumps = None
 
 
 def json_loads():
@@ -93,51 +89,11 @@ def iter_json_lines(path: Path, check_keys: bool = True) -> Iterator[tuple[int, 
             index += 1
 
 
-def may_repeat_a_key(raw: bytes, value: object) -> bool:
-    """False only when the line provably has no key twice in one object (orjson and json keep the last value
-    silently). Each key in the line brings a ':' of its own, and a ':' in a string is written as ':' or
-    '\\u003a'. Without '\\u' escapes, the line has exactly as many ':' as the parsed value re-serialized
-    (orjson escapes no ':') unless a key was repeated: then it has more, the repeat's own and any in the value
-    that was dropped. With escapes, the line having no more ':' than the value has keys rules it out. Only lines
-    this leaves in doubt get the exact (slower) parse."""
-    colons = raw.count(b":")
-    if _orjson_dumps is not None and b"\\u" not in raw:
-        try:
-            return colons != _orjson_dumps(value).count(b":")
-        except TypeError:  # an integer past 64 bits (parsed by the stdlib)
-            pass
-    return colons > count_keys(value)
-
-
-def count_keys(value: object) -> int:
-    """The keys of every object in a parsed value."""
-    if type(value) is dict:
-        return len(value) + sum(count_keys(v) for v in value.values() if type(v) is dict or type(v) is list)
-    if type(value) is list:
-        return sum(count_keys(v) for v in value if type(v) is dict or type(v) is list)
-    return 0
-
-
 def _duplicate_key_problem(raw: bytes, line: int) -> SyntaxProblem | None:
-    """A key written twice in one object of this line, which orjson and json keep silently (the last wins) but
-    pyarrow, LF's JSON Lines reader, refuses for the whole file. Only called when the line has more ':' than
-    the parsed value has keys: each key brings a ':' of its own, so with no more colons than keys there can be
-    no duplicate, and the exact (slower) parse runs only for lines with colons in their text."""
-    found: list[str] = []
-
-    def keep_last(pairs: list) -> dict:
-        if not found:
-            seen: set = set()
-            found.extend(key for key, _ in pairs if key in seen or seen.add(key))
-        return dict(pairs)
-
-    try:
-        json.loads(raw, object_pairs_hook=keep_last)
-    except (ValueError, RecursionError):
+    key = first_repeated_key(raw)
+    if key is None:
         return None
-    if not found:
-        return None
-    return SyntaxProblem(f"key '{found[0]}' appears twice in one object: LLaMA-Factory's JSON Lines reader "
+    return SyntaxProblem(f"key '{key}' appears twice in one object: LLaMA-Factory's JSON Lines reader "
                          f"(pyarrow) refuses the whole file (\"Column(...) was specified twice\"); keep one of them",
                          line, None, code="duplicate-key")
 

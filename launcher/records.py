@@ -95,9 +95,10 @@ class RecordChecker:
         self.message_keys: set = set()
         self.string_answers = 0
         from launcher import records_explain as explain
+        from launcher.records_extras import explain_extras
 
         self._explain_rows = explain.explain_sharegpt if self.sharegpt else explain.explain_alpaca
-        self._explain_extras = explain.explain_extras
+        self._explain_extras = explain_extras
         if self.sharegpt:
             self.fast = self._fast_sharegpt(mode == "kto")
         else:

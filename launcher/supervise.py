@@ -12,7 +12,6 @@ which one and where its log is.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import signal
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from launcher.launch import LaunchSpec
+from launcher.process_tree import become_subreaper, descendants, kill, reap_orphans, signal_group
 
 GRACE_SECONDS = 60.0  # time for ranks to save a checkpoint and exit after Ctrl-C / SIGTERM
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -32,7 +32,6 @@ RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
 FAILED_RANK = re.compile(r"^\s*rank\s*:\s*(\d+) \(local_rank: (\d+)\)")
 FAILED_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
 FAILED_HOST = re.compile(r"^\s*host\s*:\s*(\S+)")
-PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass
@@ -65,13 +64,13 @@ def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cw
     every process descended from the caller.
     """
     logs_dir.mkdir(parents=True, exist_ok=True)
-    _become_subreaper()
+    become_subreaper()
     outcome = _Outcome(grace=grace)
     with _Tee(logs_dir, spec.distributed) as tee, _Forwarding(outcome):
         outcome.proc = subprocess.Popen(spec.argv, env=spec.env, cwd=cwd, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         if outcome.interrupted_by is not None:  # the signal came while the job was starting
-            _signal_group(outcome.proc.pid, outcome.interrupted_by)
+            signal_group(outcome.proc.pid, outcome.interrupted_by)
         reader = threading.Thread(target=_pump, args=(outcome.proc.stdout, tee, outcome), daemon=True)
         reader.start()
         try:
@@ -117,86 +116,26 @@ class _Forwarding:
         outcome.interrupted_by = signum
         outcome.deadline = time.monotonic() + outcome.grace
         if outcome.proc is not None:
-            _signal_group(outcome.proc.pid, signum)
+            signal_group(outcome.proc.pid, signum)
 
 
 def _escalate(outcome: _Outcome) -> None:
     outcome.escalated = True
     for pid in descendants(os.getpid()):
-        _kill(pid, signal.SIGKILL)
+        kill(pid, signal.SIGKILL)
     if outcome.proc is not None:
-        _signal_group(outcome.proc.pid, signal.SIGKILL)
+        signal_group(outcome.proc.pid, signal.SIGKILL)
 
 
 def _sweep(proc: subprocess.Popen) -> None:
     """Kill whatever the job left behind (its group, orphaned ranks re-parented to us) and reap it."""
     if proc.poll() is None:
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
     for pid in descendants(os.getpid()):
-        _kill(pid, signal.SIGKILL)
-    _signal_group(proc.pid, signal.SIGKILL)
+        kill(pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
-    _reap_orphans()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _reap_orphans() -> None:
-    """Collect exit statuses of re-parented orphans we killed, so none stays a zombie."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            time.sleep(0.05)
-
-
-def descendants(root: int) -> list[int]:
-    """Every live descendant of `root`, from /proc (empty where /proc is not available)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        ppid = _parent_pid(entry)
-        if ppid is not None:
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def _parent_pid(proc_entry: Path) -> int | None:
-    try:
-        stat = (proc_entry / "stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may contain spaces and parentheses; the fields after the last ')' do not
-    fields = stat[stat.rfind(")") + 2:].split()
-    return int(fields[1]) if len(fields) > 1 else None
-
-
-def _become_subreaper() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):  # not fatal: torchrun still stops its ranks in the normal cases
-        pass
+    reap_orphans()
 
 
 class _Tee:
