@@ -23,6 +23,7 @@ from launcher.dataset_files import (
 from launcher.dataset_info import DatasetInfo, check_schema, load_dataset_info
 from launcher.diagnostics import ERROR, NOTE, Diagnostic, suggestion_hint
 from launcher.records import Attr, RecordChecker
+from launcher.records_extras import MediaFinder
 
 DATASET_KEYS = ("dataset", "eval_dataset")
 HUB_FIELDS = ("hf_hub_url", "ms_hub_url", "om_hub_url")
@@ -74,7 +75,7 @@ def check_datasets(loaded: LoadedConfig, cwd: Path) -> tuple[list[Diagnostic], d
                                       suggestion_hint(name, info.entries)))
         elif name not in seen and isinstance(info.entries[name], dict):
             seen.add(name)
-            found += _check_entry(info, name, dataset_dir, cwd, mode, summary)
+            found += _check_entry(info, name, dataset_dir, cwd, mode, summary, _media_dir(loaded, dataset_dir))
     return found, summary
 
 
@@ -96,8 +97,14 @@ def _load_info(loaded: LoadedConfig, dataset_dir: str, cwd: Path) -> tuple[Datas
     return load_dataset_info(cwd / dataset_dir / "dataset_info.json", display)
 
 
+def _media_dir(loaded: LoadedConfig, dataset_dir: str) -> str:
+    """LF's DataArguments: media_dir defaults to dataset_dir (None only: an empty string means the launch folder)."""
+    media_dir = loaded.values.get("media_dir")
+    return media_dir if isinstance(media_dir, str) else dataset_dir
+
+
 def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode: str | None,
-                 summary: dict) -> list[Diagnostic]:
+                 summary: dict, media_dir: str) -> list[Diagnostic]:
     entry = info.entries[name]
     source = next((f for f in HUB_FIELDS + ("script_url", "cloud_file_name") if f in entry), "file_name")
     record = summary["datasets"][name] = {"source": source.removesuffix("_url").removesuffix("_name"),
@@ -114,7 +121,7 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
                                         hint=hint, key=False)]
     if mode is None or any(d.severity == ERROR and d.code in ("tags-incomplete", "column-unmapped") for d in found):
         return found  # the records cannot be read as LF would; the entry errors say why
-    checker = RecordChecker(Attr.from_entry(entry), mode)
+    checker = RecordChecker(Attr.from_entry(entry), mode, MediaFinder(media_dir, cwd))
     for data_file in files:
         found += _scan(data_file, checker, summary)
         record["files"].append(data_file.display)

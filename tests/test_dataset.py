@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ DATA_CODES = {
     "tags-mismatch", "formatting-openai", "hub-not-checked", "data-summary", "data-not-checked", "data-unreadable",
     "record-type", "missing-column", "value-type", "message-type", "missing-key", "role-order", "role-unknown",
     "role-wrong", "system-position", "turn-count", "chosen-type", "empty-content", "identical-pair",
-    "kto-tag-type", "tools-type", "tools-json", "media-count", "history-type", "duplicate-key",
+    "kto-tag-type", "tools-type", "tools-json", "media-count", "history-type", "duplicate-key", "media-missing",
 }
 
 
@@ -190,3 +191,32 @@ def test_a_json_lines_file_without_duplicate_keys_but_with_colons_in_its_text_lo
     from launcher.jsonstream import iter_json_file
 
     assert [value for _, _, value in iter_json_file(path)] == rows + [{"a": 1, "b": {"c": 2}}]
+
+
+def test_media_missing_flags_exactly_the_records_whose_media_llamafactory_cannot_open(monkeypatch):
+    """LF's own converter (media_dir lookup) and mm_plugin loaders on the case's records, side by side."""
+    from llamafactory.data.converter import SharegptDatasetConverter
+    from llamafactory.data.mm_plugin import get_mm_plugin
+    from llamafactory.data.parser import get_dataset_list
+    from llamafactory.hparams import DataArguments
+
+    case = CASES / "data/invalid/media_missing"
+    monkeypatch.chdir(case)
+    converter = SharegptDatasetConverter(get_dataset_list(["demo"], "data")[0],
+                                         DataArguments(dataset_dir="data", media_dir="media"))
+    plugin = get_mm_plugin("base", image_token="<image>", video_token="<video>")
+    sizes = {"image_max_pixels": 768 * 768, "image_min_pixels": 32 * 32, "video_fps": 2.0, "video_maxlen": 8}
+
+    def llamafactory_fails(row: dict) -> bool:
+        example = converter(defaultdict(lambda: None, row))  # datasets gives a record's missing column as None
+        try:
+            plugin._regularize_images(example["_images"] or [], **sizes)
+            plugin._regularize_videos(example["_videos"] or [], **sizes)
+        except (FileNotFoundError, ValueError):
+            return True
+        return False
+
+    rows = [json.loads(line) for line in (case / "data/demo.jsonl").read_text().splitlines()]
+    fails = {index for index, row in enumerate(rows) if llamafactory_fails(row)}
+    diagnostics, _ = check_datasets(load_config("config.yaml"), Path("."))
+    assert {d.record for d in diagnostics if d.code == "media-missing"} == fails == {2, 3, 4, 5}
