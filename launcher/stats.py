@@ -37,12 +37,18 @@ def stats_directory(result: ValidationResult, cwd: Path, stats_dir: str | None) 
     return cwd / output_dir / STATS_SUBDIR
 
 
-def measurable_datasets(result: ValidationResult) -> list[str]:
-    """The training datasets (`dataset`, not `eval_dataset`) whose local records validate has read."""
-    names = result.config.values.get("dataset") if result.config else None
-    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n) for n in names or []]
+def measurable_datasets(result: ValidationResult) -> dict[str, list[str]]:
+    """The datasets of `dataset` and `eval_dataset` whose local records validate has read, each with what the
+    run uses it for ("train", "eval" or both), training ones first."""
     checked = result.data_summary.get("datasets", {})
-    return [n for n in dict.fromkeys(names) if checked.get(n, {}).get("checked")]
+    uses: dict[str, list[str]] = {}
+    for key, use in (("dataset", "train"), ("eval_dataset", "eval")):
+        names = result.config.values.get(key) if result.config else None
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n) for n in names or []]
+        for name in dict.fromkeys(names):
+            if checked.get(name, {}).get("checked"):
+                uses.setdefault(name, []).append(use)
+    return uses
 
 
 class WarmWorker:
@@ -97,7 +103,7 @@ def _skip_reason(result: ValidationResult) -> str | None:
         return ("stats skipped: fix the errors above first (the statistics need a config and data that "
                 "LLaMA-Factory can load)")
     if not measurable_datasets(result):
-        return "stats skipped: no local training dataset to measure (hub datasets are not downloaded)"
+        return "stats skipped: no local dataset to measure (hub datasets are not downloaded)"
     return None
 
 

@@ -22,7 +22,9 @@ def heading(name: str, data: dict) -> str:
     skipped = [f"{data[k]} {what}" for k, what in (("dropped", "dropped by LLaMA-Factory"),
                                                    ("unreadable", "unreadable")) if data[k]]
     extra = f"; {', '.join(skipped)}" if skipped else ""
-    return f"{name}: {measured} {unit} measured of {data['records']} records in {', '.join(data['files'])}{extra}"
+    use = " (eval_dataset)" if data.get("used_for") == ["eval"] else ""
+    return (f"{name}{use}: {measured} {unit} measured of {data['records']} records in {', '.join(data['files'])}"
+            f"{extra}")
 
 
 def length_table(lengths: dict, labels: dict) -> list[str]:

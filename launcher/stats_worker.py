@@ -230,7 +230,9 @@ def load_setup(config: dict) -> dict:
 
 def compute(request: dict) -> dict:
     setup = load_setup(request["config"])
-    datasets = {name: measure_dataset(name, setup, request) for name in request["datasets"]}
+    # request["datasets"]: name -> what the run uses it for ("train", "eval"), as launcher.stats found them
+    datasets = {name: {**measure_dataset(name, setup, request), "used_for": uses}
+                for name, uses in request["datasets"].items()}
     return {"ok": True, "model": setup["model"], "template": setup["template_name"],
             "cutoff_len": setup["data_args"].cutoff_len, "datasets": datasets}
 

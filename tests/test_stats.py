@@ -371,3 +371,20 @@ def test_kto_text_section_reads_as_a_sentence():
         "  length: desirable responses average 6.0 tokens, undesirable 6.5 (ratio 0.92)\n"
         "  duplicate records: 0; contradicting labels: 0 prompts\n"
         "  histogram: out/k.lengths.png\n")
+
+
+def test_eval_datasets_are_measured_too_and_labelled(tmp_path, tiny_model_dir):
+    root = write_workspace(tmp_path / "ws", tiny_model_dir, eval_dataset="crafted_eval,crafted", do_eval=True,
+                           eval_strategy="steps", eval_steps=10)
+    info = {**INFO, "crafted_eval": {**INFO["crafted"], "file_name": "crafted_eval.jsonl"}}
+    (root / "data" / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    (root / "data" / "crafted_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PAIRS[:4]),
+                                                      encoding="utf-8")
+    done, report = stats_json(root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    datasets = report["stats"]["datasets"]
+    assert {name: (d["used_for"], d["pairs"]) for name, d in datasets.items()} == {
+        "crafted": (["train", "eval"], len(PAIRS)), "crafted_eval": (["eval"], 4)}
+    text = run_cli("validate", "config.yaml", "--stats", cwd=root, env=cli_env()).stdout
+    assert "\ncrafted_eval (eval_dataset): 4 pairs measured of 4 records in data/crafted_eval.jsonl\n" in text
+    assert "\ncrafted: 10 pairs measured of 10 records in data/crafted.jsonl\n" in text
