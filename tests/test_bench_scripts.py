@@ -1,10 +1,13 @@
-"""bench/gpu_throughput.py runs end to end: its CPU smoke mode trains through both tools and reports their
-throughput, and without a GPU it refuses with a clear message. Throughput figures are not asserted (speed
-goes to bench/, not to tests); the shape of the report and the equal work done by both tools are."""
+"""The benchmarks run end to end. bench/gpu_throughput.py: its CPU smoke mode trains through both tools and
+reports their throughput, and without a GPU it refuses with a clear message. bench/stats_speed.py: on a small
+file it times both sides and reports the median of our runs. Speed figures are not asserted (speed goes to
+bench/, not to tests); the shape of the report and the equal work done by both tools are."""
 
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +68,20 @@ def test_an_unknown_deepspeed_preset_is_refused_with_the_presets_listed():
     assert result.returncode == 2
     expected = f"gpu_throughput: error: --deepspeed: expected one of {presets} or a file, but got 'zero9'\n"
     assert result.stderr == expected
+
+
+def test_stats_speed_measures_both_sides_on_the_same_pairs_and_reports_the_median_of_our_runs():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "stats_speed.py"), "--records", "300", "--repeat",
+                             "3"], check=False, cwd=REPO, env=training_env(), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "LLaMA-Factory get_dataset:" in out and "(300 pairs; whole process" in out
+    ours = re.search(r"dpo-launch validate --stats: +([\d.]+) s  \(median of 3 runs: ([\d.]+), ([\d.]+), ([\d.]+)\)", out)
+    assert ours, out
+    median, runs = float(ours[1]), [float(x) for x in ours.groups()[1:]]
+    assert median == pytest.approx(statistics.median(runs), abs=0.051)  # printed to one decimal
+    assert "300 pairs, tokenizer mode pieces, 2 processes" in out
+    lf_seconds = float(re.search(r"LLaMA-Factory get_dataset: +([\d.]+) s", out)[1])
+    ratio = float(re.search(r"ratio LF get_dataset / ours: +([\d.]+)x", out)[1])
+    assert ratio == pytest.approx(lf_seconds / median, abs=0.051 + 0.1 * ratio)  # from rounded figures
