@@ -13,7 +13,7 @@ from launcher.records import CRASH, KEPT, PLACEHOLDERS, Problem, describe, tools
 
 
 def explain_extras(ck, rec: dict, out: list) -> str:
-    """tools, the system column and media counts: the same for both formats."""
+    """tools, the system column, media counts and media files: the same for both formats."""
     verdict = KEPT
     c = ck.c
     if c["tools"]:
