@@ -1,6 +1,6 @@
 """`dpo-launch validate --stats` vs LLaMA-Factory's own preprocessing of the same dataset, side by side.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/stats_speed.py [--records 200000] [--workers 2]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/stats_speed.py [--records 200000] [--workers 2] [--repeat 3]
 
 Generates a ShareGPT DPO file (three-turn prompts, about 1.6 KB a record, like tests/test_dataset.py's) in a
 temporary folder, then measures in this same run:

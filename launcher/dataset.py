@@ -13,6 +13,7 @@ from pathlib import Path
 
 from launcher.config import LoadedConfig
 from launcher.dataset_files import (
+    MediaFinder,
     advice,
     count_records,
     is_kind,
@@ -23,7 +24,6 @@ from launcher.dataset_files import (
 from launcher.dataset_info import DatasetInfo, check_schema, load_dataset_info
 from launcher.diagnostics import ERROR, NOTE, Diagnostic, suggestion_hint
 from launcher.records import Attr, RecordChecker
-from launcher.records_extras import MediaFinder
 
 DATASET_KEYS = ("dataset", "eval_dataset")
 HUB_FIELDS = ("hf_hub_url", "ms_hub_url", "om_hub_url")

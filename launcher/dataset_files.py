@@ -50,6 +50,29 @@ def is_kind(path: Path, kind: str) -> bool:
         return False
 
 
+class MediaFinder:
+    """Whether a media path from a record is a file where LF's converter looks for it (`_find_medias`):
+    media_dir/path when that is a file, else the path as written, both from the launch folder."""
+
+    CACHE_LIMIT = 100_000
+
+    def __init__(self, media_dir: str, cwd: Path):
+        self.media_dir, self.cwd = media_dir, cwd
+        self._found: dict[str, bool] = {}
+
+    def exists(self, item: str, kind: str) -> bool:
+        """kind: images, videos or audios. Only videos may be URLs (av.open streams them; PIL and the audio
+        loaders open local files), and those are not fetched here."""
+        if kind == "videos" and "://" in item:
+            return True
+        found = self._found.get(item)
+        if found is None:
+            found = is_kind(self.cwd / self.media_dir / item, "is_file") or is_kind(self.cwd / item, "is_file")
+            if len(self._found) < self.CACHE_LIMIT:
+                self._found[item] = found
+        return found
+
+
 def resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[DataFile], str | None, str | None]:
     """(files, error message, hint) for `os.path.join(dataset_dir, file_name)` from cwd."""
     try:
@@ -129,8 +152,9 @@ def scan_file(data_file: DataFile, checker: RecordChecker) -> tuple[list[Diagnos
 
 
 def _syntax(problem: SyntaxProblem, display: str, index: int) -> Diagnostic:
-    hint = ("LLaMA-Factory cannot load a file with a JSON error: the whole dataset fails"
-            if not problem.fatal else "nothing after this point can be read; fix the JSON and run again")
+    generic = ("LLaMA-Factory cannot load a file with a JSON error: the whole dataset fails" if not problem.fatal
+               else "nothing after this point can be read; fix the JSON and run again")
+    hint = problem.hint or generic
     return Diagnostic(ERROR, problem.code, problem.message, file=display, line=problem.line,
                       column=problem.column, record=None if problem.fatal else index, hint=hint)
 

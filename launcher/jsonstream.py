@@ -34,6 +34,7 @@ class SyntaxProblem:
     column: int | None = None
     fatal: bool = False
     code: str = "json-syntax"
+    hint: str | None = None  # how to fix it, when the generic JSON-error hint does not say
 
 
 def json_loads():
@@ -93,9 +94,9 @@ def _duplicate_key_problem(raw: bytes, line: int) -> SyntaxProblem | None:
     key = first_repeated_key(raw)
     if key is None:
         return None
-    return SyntaxProblem(f"key '{key}' appears twice in one object: LLaMA-Factory's JSON Lines reader "
-                         f"(pyarrow) refuses the whole file (\"Column(...) was specified twice\"); keep one of them",
-                         line, None, code="duplicate-key")
+    return SyntaxProblem(f"key '{key}' appears twice in one object; pyarrow, LLaMA-Factory's JSON Lines reader, "
+                         "refuses the whole file (\"Column(...) was specified twice\")", line, None,
+                         code="duplicate-key", hint=f"keep one '{key}' in that object")
 
 
 def _long_line(handle, start: bytes, limit: int, step: int) -> bytes | None:

@@ -80,7 +80,7 @@ class RecordChecker:
     """Checks one dataset's records for one mode: 'pairwise' (dpo) or 'kto'."""
 
     def __init__(self, attr: Attr, mode: str, media_finder=None):
-        """media_finder: a launcher.records_extras.MediaFinder to check media paths with (None: not checked)."""
+        """media_finder: a launcher.dataset_files.MediaFinder to check media paths with (None: not checked)."""
         self.attr, self.mode, self.media_finder = attr, mode, media_finder
         self.sharegpt = attr.formatting in ("sharegpt", "openai")
         c, t = attr.columns, attr.tags

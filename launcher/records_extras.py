@@ -1,12 +1,11 @@
 """The checks of a record's extra columns, the same for both formats: tools, the system column, and media
 items: their count against the placeholders in the text (LF's mm_plugin raises when they differ), and each
 path where LF's converter looks for it (`_find_medias`: media_dir/path when that is a file, else the path as
-written; PIL, av or torchaudio then open it and raise FileNotFoundError when it is not there).
+written; PIL, av or torchaudio then open it and raise FileNotFoundError when it is not there). Where to
+look is launcher.dataset_files.MediaFinder's, handed in as `ck.media_finder`.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from launcher.diagnostics import ERROR
 from launcher.records import CRASH, KEPT, PLACEHOLDERS, Problem, describe, tools_problem, worst
@@ -31,35 +30,6 @@ def explain_extras(ck, rec: dict, out: list) -> str:
 
 
 FRAME_ERROR = "'Invalid image found in video frames'"  # mm_plugin's check of a video given as frame files
-
-
-class MediaFinder:
-    """Whether a media path from a record is a file where LF looks for it, from the launch folder."""
-
-    CACHE_LIMIT = 100_000
-
-    def __init__(self, media_dir: str, cwd: Path):
-        self.media_dir, self.cwd = media_dir, cwd
-        self._found: dict[str, bool] = {}
-
-    def exists(self, item: str, kind: str) -> bool:
-        """kind: images, videos or audios. Only videos may be URLs (av.open streams them; PIL and the audio
-        loaders open local files), and those are not fetched here."""
-        if kind == "videos" and "://" in item:
-            return True
-        found = self._found.get(item)
-        if found is None:
-            found = self._is_file(self.cwd / self.media_dir / item) or self._is_file(self.cwd / item)
-            if len(self._found) < self.CACHE_LIMIT:
-                self._found[item] = found
-        return found
-
-    @staticmethod
-    def _is_file(path: Path) -> bool:
-        try:
-            return path.is_file()
-        except (OSError, ValueError):  # a name too long, or with a NUL byte: not a file LF could open either
-            return False
 
 
 def _media(ck, rec: dict, name: str, col: str, out: list) -> str:
@@ -116,4 +86,4 @@ def _texts(ck, rec: dict) -> tuple[list, list]:
     return prompt, [rec.get(c[key]) for key in keys if c[key]]
 
 
-__all__ = ["MediaFinder", "explain_extras"]
+__all__ = ["explain_extras"]

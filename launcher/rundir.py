@@ -151,7 +151,7 @@ def clear_previous_run(output_dir: Path) -> None:
             print(f"dpo-launch train: --overwrite: removed {path}", flush=True)
 
 
-def rewind_tensorboard(output_dir: Path, checkpoint: Path) -> None:
+def rewind_to_checkpoint(output_dir: Path, checkpoint: Path) -> None:
     """--resume: drop TensorBoard records and trainer_log/alerts lines logged after the checkpoint, so no step
     shows twice."""
     from launcher.events_rewind import rewind_for_resume

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from launcher.cli import UsageError
+from launcher.dataset import dataset_names
 from launcher.diagnostics import ERROR, NOTE, Diagnostic
 from launcher.validation import ValidationResult
 
@@ -42,12 +43,10 @@ def measurable_datasets(result: ValidationResult) -> dict[str, list[str]]:
     run uses it for ("train", "eval" or both), training ones first."""
     checked = result.data_summary.get("datasets", {})
     uses: dict[str, list[str]] = {}
-    for key, use in (("dataset", "train"), ("eval_dataset", "eval")):
-        names = result.config.values.get(key) if result.config else None
-        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n) for n in names or []]
-        for name in dict.fromkeys(names):
-            if checked.get(name, {}).get("checked"):
-                uses.setdefault(name, []).append(use)
+    for key, _, name in dataset_names(result.config) if result.config else []:
+        use = "train" if key == "dataset" else "eval"
+        if checked.get(name, {}).get("checked") and use not in uses.get(name, []):
+            uses.setdefault(name, []).append(use)
     return uses
 
 

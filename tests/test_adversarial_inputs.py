@@ -332,10 +332,9 @@ def test_a_duplicate_key_in_a_json_lines_record_is_an_error_as_pyarrow_refuses_t
     # orjson would keep the last value silently; LF's reader (pyarrow) fails the whole dataset on it
     record = line(GOOD)[:-2] + b', "chosen": {"from": "gpt", "value": "5"}}\n'
     found = data_diagnostics(make_workspace(tmp_path), line(GOOD) + record)
-    assert found[0] == ("data/prefs.jsonl:2: error[duplicate-key]: key 'chosen' appears twice in one object: "
-                        "LLaMA-Factory's JSON Lines reader (pyarrow) refuses the whole file (\"Column(...) was "
-                        "specified twice\"); keep one of them (LLaMA-Factory cannot load a file with a JSON error: "
-                        "the whole dataset fails)")
+    assert found[0] == ("data/prefs.jsonl:2: error[duplicate-key]: key 'chosen' appears twice in one object; "
+                        "pyarrow, LLaMA-Factory's JSON Lines reader, refuses the whole file (\"Column(...) was "
+                        "specified twice\") (keep one 'chosen' in that object)")
 
 
 def test_empty_data_file_is_an_error_at_the_entry(tmp_path):

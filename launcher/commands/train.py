@@ -9,9 +9,9 @@ passing the job's exit code through.
 
 Faults: `--resume` picks the last *complete* checkpoint (one with trainer_state.json) and first drops the
 TensorBoard records, trainer_log.jsonl and alerts.jsonl lines logged after it (launcher.events_rewind), so no
-step shows twice. Ctrl-C / SIGTERM make
-every rank save a checkpoint before stopping (launcher.graceful_stop; exit 130 / 143). `--stop-on` and
-`--alert-threshold` reach the ranks' alert callbacks as DPO_LAUNCH_STOP_ON / DPO_LAUNCH_ALERT_THRESHOLDS.
+step shows twice. Ctrl-C / SIGTERM make every rank save a checkpoint before stopping (launcher.graceful_stop;
+exit 130 / 143). `--stop-on` and `--alert-threshold` reach the ranks' alert callbacks as DPO_LAUNCH_STOP_ON /
+DPO_LAUNCH_ALERT_THRESHOLDS.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _train(result, launch_flags: dict, cwd: Path, env: dict[str, str], dry_run: 
         clear_previous_run,
         guard_output_dir,
         record_run,
-        rewind_tensorboard,
+        rewind_to_checkpoint,
     )
 
     values = result.config.values
@@ -114,7 +114,7 @@ def _train(result, launch_flags: dict, cwd: Path, env: dict[str, str], dry_run: 
         clear_previous_run(output_dir)
     record_run(resolved, cwd, result.data_summary, _plan(result, topology, cwd, env))
     if resume:
-        rewind_tensorboard(output_dir, Path(resolved["resume_from_checkpoint"]))
+        rewind_to_checkpoint(output_dir, Path(resolved["resume_from_checkpoint"]))
     print(f"dpo-launch train: run directory {output_dir}; TensorBoard: tensorboard --logdir "
           f"{tensorboard_dir(output_dir)}", flush=True)
     from launcher.supervise import supervise
