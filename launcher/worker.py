@@ -202,5 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser.parse_args(argv).args_file)
 
 
+def exit_after_success() -> None:
+    """End a finished run without the interpreter's teardown. After a finished multi-rank run, a rank's teardown
+    can abort on gloo's C++ threads (SIGABRT, "terminate called without an active exception"; seen once here,
+    see pytorch/pytorch#179291), which turns a finished run into a failed rank. Nothing is pending by now: the
+    trainer's end closed the TensorBoard writers and LF's log pool, and checkpoints are written synchronously."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if exit_code == 0:
+        exit_after_success()
+    sys.exit(exit_code)  # failures keep the normal teardown: any pending log write still lands
