@@ -56,10 +56,10 @@ def write_config(workdir: Path, name: str) -> tuple[Path, Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     repeats = parser.parse_args().repeats
-    subprocess.run([sys.executable, "-m", "launcher.tiny_model", str(TINY_MODEL)], check=True, cwd=REPO)
+    subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_model.py"), str(TINY_MODEL)], check=True, cwd=REPO)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     times: dict[str, list[float]] = {"llamafactory-cli": [], "dpo-launch": []}
     with tempfile.TemporaryDirectory(prefix="bench-first-step-") as tmp:

@@ -5,7 +5,7 @@ On a CUDA machine, from the repo root:
     OMP_NUM_THREADS=1 .venv/bin/python bench/gpu_throughput.py [--arch llama] [--steps 30] [--repeats 3]
         [--finetuning-type lora|full] [--deepspeed ds_z2_config] [--nproc-per-node 1] [--layers 16]
 
-What it does: builds a small real architecture with random init and no hub (launcher.small_model: Llama or
+What it does: builds a small real architecture with random init and no hub (scripts/small_model.py: Llama or
 Qwen2, hidden 1024, 16 layers, GQA 16/4 heads, 32000-row vocabulary, ~250M parameters, bf16) into
 `.cache/bench-<arch>-<layers>l`, generates DPO pairs with long answers (so each row nearly fills cutoff_len 1024),
 writes one bf16 DPO config (sigmoid loss, batch 8 pairs per GPU, logging_steps 5, report_to tensorboard) and
@@ -21,7 +21,7 @@ It prints JSON: the median of each tool, the ratio dpo-launch / llamafactory-cli
 first-batch loss self-test verdict of every dpo-launch run (<output_dir>/dpo-launch/runtime.json; bf16 tolerance).
 
 Without a CUDA GPU it exits 2 ("needs a CUDA GPU"). `--allow-cpu` runs the same flow on CPU instead, in fp32
-with the tiny demo model (launcher.tiny_model) and 3 steps: a smoke run of this script, not a measurement.
+with the tiny demo model (scripts/tiny_model.py) and 3 steps: a smoke run of this script, not a measurement.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-# Run as a script, `launcher` (next to bench/) must be on the path first; launcher.selftest is light (no torch).
+# Run as a script, `launcher` (next to bench/) must be on the path first; launcher.worker.selftest is light (no torch).
 sys.path.insert(0, str(REPO))
-from launcher.selftest import tolerance
+from launcher.worker.selftest import tolerance
 
 VENV_BIN = Path(sys.executable).parent
 TOOLS = ("llamafactory-cli", "dpo-launch")
@@ -62,7 +62,7 @@ def positive(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=("llama", "qwen2"), default="llama")
     parser.add_argument("--layers", type=positive, default=16, help="decoder layers of the GPU model (16: ~250M)")
     parser.add_argument("--steps", type=positive, help="max_steps of each run (default 30 on GPU, 3 on CPU)")
@@ -98,11 +98,11 @@ def deepspeed_preset(value: str | None) -> Path | None:
 def build_model(gpu: bool, arch: str, layers: int) -> Path:
     """The small real architecture on GPU, the tiny demo model on CPU; built in a subprocess, cached."""
     if gpu:
-        path, argv = REPO / ".cache" / f"bench-{arch}-{layers}l", ["launcher.small_model", "--layers", str(layers)]
+        path, argv = REPO / ".cache" / f"bench-{arch}-{layers}l", ["small_model.py", "--layers", str(layers)]
     else:
-        path, argv = REPO / ".cache" / "tiny-llama", ["launcher.tiny_model"]  # the tests' cached build
+        path, argv = REPO / ".cache" / "tiny-llama", ["tiny_model.py"]  # the tests' cached build
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    command = [sys.executable, "-m", argv[0], str(path), "--arch", arch if gpu else "llama", *argv[1:]]
+    command = [sys.executable, str(REPO / "scripts" / argv[0]), str(path), "--arch", arch if gpu else "llama", *argv[1:]]
     subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
     return path
 

@@ -13,7 +13,7 @@ Ours runs --repeat times (default 3, before LF's single run) and the ratio uses 
 on a shared 2-core machine varies by several seconds, LF's ~3 minutes much less in proportion. The data file
 is synced to disk before either starts, so neither pays for its write-back. It prints both times and the
 ratio LF / ours. Both use the tiny model's tokenizer (a byte-level BPE with a
-512-token vocabulary, REFERENCE.md §9.1), built into <repo>/.cache/tiny-llama if missing.
+512-token vocabulary, docs/upstream-notes.md#tiny-model), built into <repo>/.cache/tiny-llama if missing.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def run_ours(root: Path, config: Path, env: dict, workers: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=2, help="LF's preprocessing_num_workers and our processes")
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours; the ratio uses their median")
@@ -116,7 +116,7 @@ def main() -> int:
         lf_baseline(args.lf_baseline)
         return 0
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
-    subprocess.run([sys.executable, "-m", "launcher.tiny_model", str(TINY_MODEL)], cwd=REPO, env=env, check=True,
+    subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_model.py"), str(TINY_MODEL)], cwd=REPO, env=env, check=True,
                    capture_output=True)
     with tempfile.TemporaryDirectory(prefix="stats-speed-") as tmp:
         root = Path(tmp)

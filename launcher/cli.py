@@ -1,13 +1,12 @@
 """`dpo-launch` entry point: parse arguments, dispatch to one module per subcommand, map exit codes.
 
-Exit codes: 0 ok, 1 the user's input is wrong, 2 usage error, 3 internal error (crash log written),
-130 interrupted. `train` passes the job's own exit code through.
+Exit codes (launcher.errors): 0 ok, 1 the user's input is wrong, 2 usage error, 3 internal error (crash log
+written), 130 interrupted. `train` passes the job's own exit code through.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tempfile
 import time
@@ -15,26 +14,36 @@ import traceback
 from pathlib import Path
 
 from launcher import __version__
+from launcher.commands import (
+    convert,
+    monitor,
+    plan,
+    report,
+    tensorboard,
+    train,
+    validate,
+)
+from launcher.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_USER_ERROR,
+    UsageError,
+    UserError,
+)
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-# Subcommand name -> module under launcher.commands exposing add_parser(subparsers) and run(**kwargs) -> int.
-COMMANDS = {
-    "validate": "launcher.commands.validate",
-    "plan": "launcher.commands.plan",
-    "train": "launcher.commands.train",
-    "monitor": "launcher.commands.monitor",
-    "tensorboard": "launcher.commands.tensorboard",
-    "report": "launcher.commands.report",
-    "convert": "launcher.commands.convert",
-}
-
-
-class UsageError(Exception):
-    """Raised by a command for arguments that argparse cannot check; exits 2."""
+# Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
+COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert)
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse, with abbreviations off (`--o` must not mean `--overwrite`) and the exit code of a usage error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # argparse exits 2 as well; keep its message, add the help hint
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
@@ -45,31 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dpo-launch {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for module_name in COMMANDS.values():
-        module = _load_command(module_name)
-        if module is not None:
-            module.add_parser(subparsers)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
     return parser
-
-
-def _load_command(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:  # a subcommand not built (yet) in this checkout
-            return None
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    command = None
     try:
         args = parse_arguments(build_parser(), argv)
+        command = args.command
         kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
         return args.handler(**kwargs)
     except UsageError as exc:
         print(f"dpo-launch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except UserError as exc:
+        print(f"dpo-launch {command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("dpo-launch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

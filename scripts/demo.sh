@@ -11,7 +11,7 @@ RUN_DIR=.demo/runs/demo_dpo
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "Building the tiny model (random init, local tokenizer, no model hub) in .demo/tiny-llama"
-"$PY" -m launcher.tiny_model .demo/tiny-llama
+"$PY" scripts/tiny_model.py .demo/tiny-llama
 
 step "dpo-launch validate $CONFIG"
 "$PY" -m launcher validate "$CONFIG"

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from statistics import mean
 
-from launcher.monitor import RunState
+from launcher.observe.run_state import RunState
 
 WINDOW = 20  # logged steps averaged at each end, so one noisy batch does not decide the verdict
 

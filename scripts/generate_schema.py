@@ -7,7 +7,7 @@ Writes two files:
   `get_train_args` parses (`_TRAIN_ARGS` in llamafactory/hparams/parser.py), HF TrainingArguments included:
   JSON type from the annotation, default, allowed values, help text. Names LF computes itself are listed under
   `x-not-settable` with the reason, so `validate` can explain them instead of calling them unknown.
-- `dpo-config.schema.json`: the DPO/KTO layer on top (stage, pref_loss from launcher/losses.py, ranges).
+- `dpo-config.schema.json`: the DPO/KTO layer on top (stage, pref_loss from launcher/lf/losses.py, ranges).
 
 The output is deterministic (sorted keys, fixed formatting); tests/test_config_schema.py regenerates both
 files and fails on drift. This script imports torch and llamafactory (about 10 s); `dpo-launch` never does.
@@ -321,7 +321,7 @@ def dump(schema: dict) -> str:
 def generate() -> dict[str, str]:
     """File name -> file text, for both schemas."""
     sys.path.insert(0, str(REPO))
-    from launcher.losses import PREF_LOSS_NAMES
+    from launcher.lf.losses import PREF_LOSS_NAMES
 
     return {
         LF_SCHEMA_NAME: dump(llamafactory_schema(load_groups(), template_names())),
@@ -330,7 +330,7 @@ def generate() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=pathlib.Path, default=REPO / "schemas")
     args = parser.parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 A workspace is a directory holding `config.yaml`, `data/` (the repo's demo data and dataset_info.json) and, after
 a run, `out/` (the config's output_dir). Paths in the config are relative to the workspace except the model, so
-run commands with `cwd=ws.root`. The model is built by `python -m launcher.tiny_model` in a subprocess, which keeps
+run commands with `cwd=ws.root`. The model is built by `python scripts/tiny_model.py` in a subprocess, which keeps
 torch out of the pytest process, into `<repo>/.cache/tiny-llama` (gitignored) and reused across sessions.
 """
 
@@ -53,7 +53,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 def training_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"  # 2 threads are ~50x slower on a shared 2-core machine (REFERENCE.md §9.4)
+    env["OMP_NUM_THREADS"] = "1"  # 2 threads are ~50x slower on a shared 2-core machine (docs/upstream-notes.md#cpu-threads)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
@@ -61,7 +61,7 @@ def training_env(**extra: str) -> dict[str, str]:
 
 def build_tiny_model_once(path: Path = TINY_MODEL_CACHE) -> Path:
     """Build the tiny model unless a complete build is there (the builder itself is idempotent)."""
-    result = subprocess.run([sys.executable, "-m", "launcher.tiny_model", str(path)], cwd=REPO, env=training_env(),
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_model.py"), str(path)], cwd=REPO, env=training_env(),
                             capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RuntimeError(f"building the tiny model failed:\n{result.stdout}\n{result.stderr}")
@@ -85,7 +85,7 @@ class Workspace:
     def out(self) -> Path:
         return self.root / self.output_dir
 
-    def write_config(self, **overrides: Any) -> "Workspace":
+    def write_config(self, **overrides: Any) -> Workspace:
         """Apply overrides (None removes a key) and rewrite config.yaml."""
         for key, value in overrides.items():
             if value is None:

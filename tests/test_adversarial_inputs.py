@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from launcher import jsonstream
-from launcher.yaml_loader import MAX_EXPANDED_VALUES, MAX_NESTING
-from launcher.diagnostics import ERROR
-from launcher.validation import validate
+from launcher.check.data import jsonstream
+from launcher.check.diagnostics import ERROR
+from launcher.check.validation import validate
+from launcher.check.yaml_loader import MAX_EXPANDED_VALUES, MAX_NESTING
 
 REPO = Path(__file__).resolve().parent.parent
 MEMORY_CAP = 500 << 20
@@ -271,7 +271,7 @@ def test_oversized_json_array_record_is_refused_at_the_cap(tmp_path):
     root = make_workspace(tmp_path)
     (root / "data" / "prefs.jsonl").write_text('[{"conversations": "' + "a" * (8 << 20), encoding="utf-8")
     rc, output, peak = run_capped(root, "validate", "c.yaml",
-                                  setup="import launcher.jsonstream as j; j.MAX_RECORD_BYTES = 1 << 20")
+                                  setup="import launcher.check.data.jsonstream as j; j.MAX_RECORD_BYTES = 1 << 20")
     assert_clean_failure(rc, output, peak, "data/prefs.jsonl:1:2: error[json-syntax]: record larger than 1 MiB")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.alerts import RULES, AlertEngine, Thresholds, evaluate_stream, parse_stop_on, parse_thresholds
+from launcher.observe.alerts import RULES, AlertEngine, Thresholds, evaluate_stream, parse_stop_on, parse_thresholds
 
 STREAMS = Path(__file__).resolve().parent / "data" / "metric_streams"
 

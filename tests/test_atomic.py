@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, run_cli
 
-from launcher.atomic import JsonEditError, atomic_write, set_member
+from launcher.atomic import atomic_write
+from launcher.convert.json_edit import JsonEditError, set_member
 
 ENTRY = {"file_name": "x.jsonl", "ranking": True}
 LF_STYLE = '{\n  "a": {\n    "file_name": "a.json"\n  },\n  "b": {\n    "file_name": "b.json"\n  }\n}\n'

@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import CASES, REPO, cli_env
 
-from launcher import schemas
-from launcher.config import load_config
-from launcher.losses import PREF_LOSS_NAMES
+from launcher.check import schemas
+from launcher.check.config import load_config
+from launcher.lf.losses import PREF_LOSS_NAMES
 
 SHIPPED_CONFIGS = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / "config").glob("*.yml"))
 CASE_CONFIGS = sorted(path for path in (CASES / "config").glob("*/*/config.*"))
@@ -128,7 +128,7 @@ def test_schema_files_are_deterministic_json_with_sorted_keys():
 
 def test_a_clean_config_is_checked_without_importing_jsonschema():
     config = CASES / "config" / "valid" / "dpo-lora" / "config.yaml"
-    probe = ("import sys; from launcher.config import load_config; from launcher.config_check import "
+    probe = ("import sys; from launcher.check.config import load_config; from launcher.check.config_schema import "
              f"check_config_schema; found = check_config_schema(load_config({str(config)!r})); "
              "print(len(found), 'jsonschema' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=cli_env(), timeout=60,
@@ -138,7 +138,7 @@ def test_a_clean_config_is_checked_without_importing_jsonschema():
 
 
 def test_non_finite_numbers_are_range_errors():
-    from launcher.config_check import non_finite_numbers
+    from launcher.check.config_schema import non_finite_numbers
 
     loaded = load_config(CASES / "config" / "valid" / "dpo-lora" / "config.yaml",
                          ["pref_beta=.inf", "learning_rate=.nan"])

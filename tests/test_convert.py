@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import CASES, run_cli
 
-from launcher.convert_formats import FORMATS, detect
-from launcher.records import Attr, RecordChecker
+from launcher.check.data.records import RecordChecker
+from launcher.check.data.verdicts import Attr
+from launcher.convert.formats import FORMATS, detect
 
 CASE_DIR = CASES / "convert"
 CASE_NAMES = sorted(p.name for p in CASE_DIR.iterdir() if p.is_dir())
@@ -102,7 +103,7 @@ def test_llamafactory_turns_registered_rows_into_training_examples(case, tmp_pat
             "--register", "data/dataset_info.json", "--name", "converted", cwd=work)
     rows = read_rows(work / "data/out.jsonl")
     examples = llamafactory_converter(work / "data", "converted", rows)
-    for row, example in zip(rows, examples):  # pairwise.py/feedback.py keep a row only with these lengths
+    for row, example in zip(rows, examples, strict=True):  # pairwise.py/feedback.py keep a row only with these lengths
         assert len(example["_prompt"]) % 2 == 1 and len(example["_response"]) == 2, example
         assert example["_prompt"][-1]["role"] == "user"
         system = row["conversations"][0]["value"] if row["conversations"][0]["from"] == "system" else ""
@@ -263,14 +264,6 @@ def test_parquet_input_converts_like_json_lines(tmp_path):
     done = run_cli("convert", "input.parquet", "--out", "out.jsonl", cwd=work)
     assert done.returncode == 0, done.stderr
     assert read_rows(work / "out.jsonl") == read_rows(work / "expected.jsonl")[:1]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    # TODO(lead): switch to the shared tiny-model fixture once tests/fixtures_training.py provides it.
-    from launcher.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("convert-tiny") / "model")
 
 
 def train_config(model: Path, stage: str, datasets: list[str]) -> str:

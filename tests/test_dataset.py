@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import CASES, run_cli
 
-from launcher.config import load_config
-from launcher.dataset import check_datasets, local_dataset_sizes
-from launcher.diagnostics import ERROR
+from launcher.check.config import load_config
+from launcher.check.data.datasets import check_datasets, local_dataset_sizes
+from launcher.check.diagnostics import ERROR
 
 DATA_CASES = sorted((CASES / "data").glob("*/*"))
 DATA_CODES = {
@@ -188,7 +188,7 @@ def test_a_json_lines_file_without_duplicate_keys_but_with_colons_in_its_text_lo
     rows = [{"conversations": [{"from": "human", "value": f'Time: 10:{i:02}. "a": b'}],
              "chosen": {"from": "gpt", "value": "k: v"}, "rejected": {"from": "gpt", "value": "x"}} for i in range(50)]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"a" : 1, "b" : {"c" : 2}}\n')
-    from launcher.jsonstream import iter_json_file
+    from launcher.check.data.jsonstream import iter_json_file
 
     assert [value for _, _, value in iter_json_file(path)] == rows + [{"a": 1, "b": {"c": 2}}]
 

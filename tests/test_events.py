@@ -1,4 +1,4 @@
-"""launcher.events reads TensorBoard event files by hand; tensorboard's own EventAccumulator is the referee.
+"""launcher.observe.events reads TensorBoard event files by hand; tensorboard's own EventAccumulator is the referee.
 
 tensorboard and torch are imported here, in the test process only; the CLI never imports them.
 """
@@ -12,7 +12,7 @@ import struct
 import pytest
 from test_metrics_live import live_run
 
-from launcher.events import (
+from launcher.observe.events import (
     CorruptEventFile,
     EventReader,
     Scalar,

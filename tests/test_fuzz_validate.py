@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import run_cli
-from launcher.diagnostics import ERROR, Diagnostic
-from launcher.validation import validate
 from test_adversarial_inputs import CONFIG, GOOD, make_workspace
+
+from launcher.check.diagnostics import ERROR, Diagnostic
+from launcher.check.validation import validate
 
 # Errors about a whole file or a key that is absent have no line to point at.
 FILE_LEVEL_CODES = {"config-unreadable", "config-empty", "json-syntax", "yaml-syntax", "required", "data-unreadable",

@@ -1,4 +1,4 @@
-"""launcher.json_keys: the cheap test never clears a line that repeats a key (checked on random lines written
+"""launcher.check.data.json_keys: the cheap test never clears a line that repeats a key (checked on random lines written
 with repeated keys, odd spacing, colons in strings and \\u escapes of ':'), and the exact parse names it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 import orjson
 import pytest
 
-from launcher.json_keys import count_keys, first_repeated_key, may_repeat_a_key
+from launcher.check.data.json_keys import count_keys, first_repeated_key, may_repeat_a_key
 
 KEYS = ["a", "b", "from", "value", "k:ey", "c"]
 TEXTS = ["x", "a:b", "10:30", "", "é", '"q": r', "\\", "end:"]

@@ -1,4 +1,4 @@
-"""The launch as data (launcher.launch) and `train --dry-run`: argv and env for each topology, no shell."""
+"""The launch as data (launcher.plan.launch) and `train --dry-run`: argv and env for each topology, no shell."""
 
 from __future__ import annotations
 
@@ -12,16 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import cli_env
 
-from launcher.commands.train import free_port
-from launcher.launch import (
-    PACKAGE_ROOT,
-    REROUTING_SWITCHES,
-    LaunchSpec,
-    Topology,
-    build_launch,
-    describe,
-    first_slurm_host,
-)
+from launcher.plan.launch import PACKAGE_ROOT, REROUTING_SWITCHES, LaunchSpec, build_launch, describe
+from launcher.plan.topology import Topology, first_slurm_host, free_port
 
 PY = "/opt/py/bin/python"
 OUT = Path("/runs/demo")
@@ -42,7 +34,7 @@ def test_one_process_runs_the_worker_directly_without_torchrun():
 
 def test_several_processes_on_one_node_go_through_the_interpreters_own_torchrun_behind_the_quiet_wrapper():
     spec = launch(Topology(nproc_per_node=2, master_port=31000))
-    assert spec.argv == [PY, "-m", "launcher.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2",
+    assert spec.argv == [PY, "-m", "launcher.run.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2",
                          "--node_rank", "0", "--master_addr", "127.0.0.1", "--master_port", "31000", *TEE, *WORKER]
 
 
@@ -65,7 +57,7 @@ def test_an_elastic_launch_uses_the_rendezvous_instead_of_a_static_master():
 
 
 def test_deepspeed_on_one_process_is_still_launched_through_torchrun():
-    assert launch(Topology(), force_torchrun=True).argv[1:3] == ["-m", "launcher.torchrun_quiet"]
+    assert launch(Topology(), force_torchrun=True).argv[1:3] == ["-m", "launcher.run.torchrun_quiet"]
 
 
 def test_the_environment_routes_tensorboard_and_threads_and_clears_llamafactorys_rerouting_switches():
@@ -89,7 +81,7 @@ def test_distributed_ranks_prefix_their_lines_with_the_global_rank():
 
 
 def test_torchrun_gives_ranks_55_seconds_to_save_after_a_signal_unless_the_user_chose_a_timeout():
-    # 5 s inside the supervisor's 60 s grace (launcher.supervise.GRACE_SECONDS), so torchrun reports first
+    # 5 s inside the supervisor's 60 s grace (launcher.run.supervise.GRACE_SECONDS), so torchrun reports first
     assert launch(Topology(nproc_per_node=2)).env_set["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "55"
     chosen = launch(Topology(nproc_per_node=2), {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "10"})
     assert "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in chosen.env_set
@@ -151,9 +143,9 @@ def test_impossible_topologies_are_described_for_the_user():
 
 def test_torch_distributed_run_accepts_every_option_build_launch_uses():
     """The argv after the wrapper module is parsed by the installed torchrun's own parser, so a renamed option
-    fails here (launcher.torchrun_quiet passes it to torch.distributed.run's main unchanged)."""
+    fails here (launcher.run.torchrun_quiet passes it to torch.distributed.run's main unchanged)."""
     spec = launch(Topology(nnodes=2, nproc_per_node=2, master_port=31000))
-    assert spec.argv[1:3] == ["-m", "launcher.torchrun_quiet"]
+    assert spec.argv[1:3] == ["-m", "launcher.run.torchrun_quiet"]
     probe = ("import sys; from torch.distributed.run import get_args_parser; "
              "a = get_args_parser().parse_args(sys.argv[1:]); "
              "print(a.nnodes, a.nproc_per_node, a.node_rank, a.master_port, a.module, a.tee, a.training_script, "
@@ -174,7 +166,7 @@ time.sleep(120)
 def test_the_torchrun_wrapper_ends_a_signalled_launch_with_128_plus_the_signal_and_no_traceback(tmp_path, sig, code):
     (tmp_path / "child.py").write_text(CHILD)
     ready = tmp_path / "ready"
-    argv = [sys.executable, "-m", "launcher.torchrun_quiet", "--nproc_per_node", "1", "--master_port",
+    argv = [sys.executable, "-m", "launcher.run.torchrun_quiet", "--nproc_per_node", "1", "--master_port",
             str(free_port()), str(tmp_path / "child.py"), str(ready)]
     proc = subprocess.Popen(argv, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -200,7 +192,7 @@ def test_dry_run_prints_the_command_and_environment_and_writes_nothing(dpo_works
     lines = result.stdout.splitlines()
     assert "  TORCH_ELASTIC_SHUTDOWN_TIMEOUT=55" in lines
     assert lines[lines.index("command:") + 1] == "  " + shlex.join([
-        sys.executable, "-m", "launcher.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2", "--node_rank", "0",
+        sys.executable, "-m", "launcher.run.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2", "--node_rank", "0",
         "--master_addr", "127.0.0.1", "--master_port", "29999", "--log_dir", str(ws.out / "dpo-launch/logs/torchrun"),
         "--tee", "3", "-m", "launcher.worker", "--args-file", str(ws.out / "dpo-launch/resolved_config.json")])
     assert f"  TENSORBOARD_LOGGING_DIR={shlex.quote(str(ws.out / 'tensorboard'))}" in lines

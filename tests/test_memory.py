@@ -19,9 +19,10 @@ import json
 
 import pytest
 
-from launcher.memory import GIB, ZeroSettings, estimate_memory, zero_settings
-from launcher.model_size import model_size
-from launcher.resolve import resolve_reference
+from launcher.lf.deepspeed import ZeroSettings, zero_settings
+from launcher.lf.resolve import resolve_reference
+from launcher.plan.memory import GIB, estimate_memory
+from launcher.plan.model_size import model_size
 
 SHAPE = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
          "num_key_value_heads": 2, "vocab_size": 1000, "tie_word_embeddings": False}
@@ -157,7 +158,7 @@ def test_unknown_model_size_leaves_the_total_unknown(tmp_path, monkeypatch):
 def test_qwen2_counts_its_implicit_qkv_biases():
     # transformers' Qwen2ForCausalLM with these sizes has 25120 parameters (q/k/v carry biases; config.json
     # has no attention_bias key): linear 9216 + biases 64 + norms 64 = 9344 per layer, x2, + 2·100·32 + 32.
-    from launcher.model_size import shape_from_config
+    from launcher.plan.model_size import shape_from_config
 
     shape = shape_from_config({"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64,
                                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,

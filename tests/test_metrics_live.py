@@ -2,7 +2,7 @@
 alerts, writes alerts.jsonl and TensorBoard text, and `--stop-on` (DPO_LAUNCH_STOP_ON) ends a run with a checkpoint.
 
 `live_run()` is shared with the monitor, events, report and TensorBoard tests: one real 60-step run per
-session, read with launcher.events while it runs.
+session, read with launcher.observe.events while it runs.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from types import SimpleNamespace
 import pytest
 from fixtures_training import make_workspace, training_env
 
-from launcher.events import EventReader, Scalar, Text, read_all
-from launcher.metrics import RewardMetrics, rewrite_tags, settings_from_env
+from launcher.observe.alerts import settings_from_env
+from launcher.observe.events import EventReader, Scalar, Text, read_all
+from launcher.worker.metrics import RewardMetrics, rewrite_tags
 
 REWARD_TAGS = ("train/rewards/chosen", "train/rewards/rejected", "train/rewards/margins", "train/rewards/accuracies")
 LIVE_CONFIG = {"max_steps": 60, "logging_steps": 1, "pref_beta": 0.5, "learning_rate": 1.0e-2,

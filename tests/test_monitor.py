@@ -9,9 +9,9 @@ from conftest import run_cli
 from test_metrics_live import REWARD_TAGS, live_run
 from test_no_heavy_imports import HEAVY, probe
 
-from launcher.events import Scalar, read_all
-from launcher.monitor import RunState
-from launcher.monitor_view import fmt, plain_lines, progress_line, sparkline
+from launcher.observe.events import Scalar, read_all
+from launcher.observe.monitor import fmt, plain_lines, progress_line, sparkline
+from launcher.observe.run_state import RunState
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_attached_live_view_draws_the_panel_until_stopped(tmp_path):
 
     from rich.console import Console
 
-    from launcher.monitor import attach
+    from launcher.observe.monitor import attach
 
     write_run(tmp_path / "run", 5)
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
@@ -160,7 +160,7 @@ def test_attached_live_view_draws_the_panel_until_stopped(tmp_path):
 
 
 def test_attach_shows_nothing_when_stdout_is_not_a_terminal(tmp_path):
-    from launcher.monitor import attach
+    from launcher.observe.monitor import attach
 
     assert attach(tmp_path) is None  # pytest captures stdout: not a terminal
 

@@ -17,15 +17,7 @@ from test_plan import CONFIG, write_workspace
 
 pytestmark = pytest.mark.slow
 
-TINY_PARAMETERS = 147_776  # launcher.tiny_model: hidden 64, intermediate 128, 2 layers, vocab 512, untied
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """The tiny model, built once per module (no hub)."""
-    from launcher.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+TINY_PARAMETERS = 147_776  # scripts/tiny_model.py: hidden 64, intermediate 128, 2 layers, vocab 512, untied
 
 
 SHORT = {"max_steps": "1", "per_device_train_batch_size": "2", "cutoff_len": "32", "report_to": "none",

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from launcher import jsonstream
-from launcher.jsonstream import SyntaxProblem, iter_json_file
-from launcher.records import CRASH, DROPPED, KEPT, Attr, RecordChecker
+from launcher.check.data import jsonstream
+from launcher.check.data.jsonstream import SyntaxProblem, iter_json_file
+from launcher.check.data.records import RecordChecker
+from launcher.check.data.verdicts import CRASH, DROPPED, KEPT, Attr
 
 SHAREGPT = {"formatting": "sharegpt", "ranking": True,
             "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "tools": "tools"}}
@@ -102,7 +103,7 @@ def test_a_message_without_a_role_is_reported_even_when_a_tag_is_left_out():
 
 
 def test_guide_shape_gets_the_exact_tags_to_declare():
-    from launcher.records import shape_advice
+    from launcher.check.data.records import shape_advice
 
     ck = checker(SHAREGPT, "pairwise")
     ck.explain({"conversations": [{"from": "system", "value": "S"}, {"from": "user", "value": "Q"}],
@@ -115,7 +116,7 @@ def test_guide_shape_gets_the_exact_tags_to_declare():
 
 
 def test_role_content_keys_get_role_tag_and_content_tag_advice():
-    from launcher.records import shape_advice
+    from launcher.check.data.records import shape_advice
 
     ck = checker(SHAREGPT, "pairwise")
     ck.explain({"conversations": [{"role": "user", "content": "Q"}],

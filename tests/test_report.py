@@ -8,8 +8,8 @@ import pytest
 from conftest import run_cli
 from test_metrics_live import live_run
 
-from launcher.monitor import RunState
-from launcher.report import ema, final_and_best
+from launcher.observe.report import ema, final_and_best
+from launcher.observe.run_state import RunState
 
 PLOTS = ["loss.png", "rewards_chosen.png", "rewards_rejected.png", "rewards_margins.png",
          "rewards_accuracies.png", "learning_rate.png", "overview.png"]

@@ -6,18 +6,16 @@ import math
 
 import pytest
 
-from launcher.resolve import (
+from launcher.lf.resolve import (
     ADAPTER_DISABLED,
     EXPLICIT,
     FROZEN_COPY,
     NONE,
     POLICY,
-    resolve_batch,
     resolve_loss_plan,
     resolve_reference,
-    steps_per_epoch,
-    training_examples,
 )
+from launcher.plan.batch import resolve_batch, steps_per_epoch, training_examples
 
 BASE = {"model_name_or_path": "models/base", "stage": "dpo", "do_train": True, "finetuning_type": "lora",
         "dataset": "prefs", "output_dir": "out"}

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from launcher.config import load_config
-from launcher.diagnostics import ERROR
-from launcher.rules import check_rules
+
+from launcher.check.config import load_config
+from launcher.check.diagnostics import ERROR
+from launcher.check.rules.registry import check_rules
 
 # A valid LoRA DPO config whose model is a local directory with a config.json (created by `workspace`).
 BASE = """\

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from test_rules import BASE, codes, rendered, make_workspace
+from test_rules import BASE, codes, make_workspace, rendered
 
 
 @pytest.fixture

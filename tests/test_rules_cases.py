@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import CASES, cli_env
-from launcher.config import load_config
-from launcher.diagnostics import ERROR
-from launcher.rules import check_rules
+
+from launcher.check.config import load_config
+from launcher.check.diagnostics import ERROR
+from launcher.check.rules.registry import check_rules
 
 RULE_CASES = CASES / "rules"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import REPO
-from launcher.rules_paths import looks_local
-from test_rules import BASE, codes, diagnose, rendered, make_workspace
+from test_rules import BASE, codes, diagnose, make_workspace, rendered
+
+from launcher.check.rules.paths import looks_local
 
 
 @pytest.fixture
@@ -177,8 +177,8 @@ def test_rules_never_crash_on_random_configs_with_unusable_paths(workspace):
     """A seeded fuzz: NUL bytes, names too long for the OS, symlink loops, wrong types, broken DeepSpeed JSON."""
     import random
 
-    from launcher.config import LoadedConfig
-    from launcher.rules import check_rules
+    from launcher.check.config import LoadedConfig
+    from launcher.check.rules.registry import check_rules
 
     (workspace / "loop").symlink_to(workspace / "loop")
     (workspace / "ds_bad.json").write_text("[1,")

@@ -10,10 +10,10 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from launcher.validation import validate
 from test_adversarial_inputs import CONFIG, INFO, make_workspace
+
+from launcher.check.validation import validate
 
 LAUNCHER = Path(__file__).resolve().parent.parent / "launcher"
 SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
@@ -71,7 +71,7 @@ def launcher_sources() -> dict[str, str]:
 
 def test_launcher_has_no_shell_no_eval_and_no_unsafe_yaml_load():
     sources = launcher_sources()
-    assert "launcher/config.py" in sources and "launcher/launch.py" in sources
+    assert "launcher/check/config.py" in sources and "launcher/plan/launch.py" in sources
     assert unsafe_calls(sources) == []
 
 
@@ -164,7 +164,7 @@ def test_a_remote_schema_ref_fails_closed_without_a_network_call(no_network, ref
     from jsonschema.validators import validator_for
     from referencing.exceptions import Unresolvable
 
-    from launcher.schemas import registry
+    from launcher.check.schemas import registry
 
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": ref}
     checker = validator_for(schema)(schema, registry=registry())
@@ -176,7 +176,7 @@ def test_a_remote_schema_ref_fails_closed_without_a_network_call(no_network, ref
 def test_dataset_info_validator_refuses_remote_refs(no_network):
     from referencing.exceptions import Unresolvable
 
-    from launcher.dataset_info import validator
+    from launcher.check.data.dataset_info import validator
 
     resolver = validator()._resolver
     with pytest.raises(Unresolvable):
@@ -192,7 +192,7 @@ def schema_refs(value: object) -> list[str]:
 
 
 def test_every_ref_in_the_shipped_schemas_resolves_locally(no_network):
-    from launcher.schemas import registry, schema_dir
+    from launcher.check.schemas import registry, schema_dir
 
     resolver = registry().resolver()
     for path in sorted(schema_dir().glob("*.json")):

@@ -18,9 +18,9 @@ import yaml
 from conftest import cli_env, run_cli
 from test_no_heavy_imports import probe
 
-from launcher.stats_measure import span_similarity
-from launcher.stats_render import render_stats_text
-from launcher.stats_summary import distribution, kto_balance, truncation
+from launcher.stats.measure import span_similarity
+from launcher.stats.render import render_stats_text
+from launcher.stats.summary import distribution, kto_balance, truncation
 
 FILLER = "The quick brown fox jumps over the lazy dog. "
 
@@ -141,18 +141,18 @@ def test_pair_token_lengths_and_truncation_match_llamafactorys_own_preprocessing
     chosen, rejected = [c - p for p, c, _ in full], [r - p for p, _, r in full]
     assert stats["lengths"] == {
         "prompt": distribution(prompt), "chosen": distribution(chosen), "rejected": distribution(rejected),
-        "total": distribution([p + max(c, r) for p, c, r in zip(prompt, chosen, rejected)])}
-    prompt_cut = [s < p for s, p in zip((row[0] for row in cut), prompt)]
-    longer = [max(c, r) for c, r in zip(chosen, rejected)]
-    response_cut = [max(c2, r2) - s < m for (s, c2, r2), m in zip(cut, longer)]
-    expected = {"prompt_only": sum(p and not r for p, r in zip(prompt_cut, response_cut)),
-                "response_only": sum(r and not p for p, r in zip(prompt_cut, response_cut)),
-                "both": sum(p and r for p, r in zip(prompt_cut, response_cut))}
+        "total": distribution([p + max(c, r) for p, c, r in zip(prompt, chosen, rejected, strict=True)])}
+    prompt_cut = [s < p for s, p in zip((row[0] for row in cut), prompt, strict=True)]
+    longer = [max(c, r) for c, r in zip(chosen, rejected, strict=True)]
+    response_cut = [max(c2, r2) - s < m for (s, c2, r2), m in zip(cut, longer, strict=True)]
+    expected = {"prompt_only": sum(p and not r for p, r in zip(prompt_cut, response_cut, strict=True)),
+                "response_only": sum(r and not p for p, r in zip(prompt_cut, response_cut, strict=True)),
+                "both": sum(p and r for p, r in zip(prompt_cut, response_cut, strict=True))}
     assert all(expected.values()), f"the crafted data should exercise every kind of cut: {expected}"
     assert {k: stats["truncation"][k] for k in expected} == expected
     assert stats["truncation"]["truncated"] == sum(expected.values())
-    assert stats["length_bias"]["chosen_longer"] == round(sum(c > r for c, r in zip(chosen, rejected)) / 10, 4)
-    assert stats["length_bias"]["mean_ratio"] == round(sum(c / r for c, r in zip(chosen, rejected)) / 10, 4)
+    assert stats["length_bias"]["chosen_longer"] == round(sum(c > r for c, r in zip(chosen, rejected, strict=True)) / 10, 4)
+    assert stats["length_bias"]["mean_ratio"] == round(sum(c / r for c, r in zip(chosen, rejected, strict=True)) / 10, 4)
 
 
 def test_reasoning_template_lengths_match_llamafactory(tmp_path, tiny_model_dir):
@@ -257,7 +257,7 @@ def test_the_fast_tokenizer_path_gives_the_same_statistics_as_llamafactorys_toke
 WORD_CACHE_PROBE = r"""
 import json, sys
 from transformers import AutoTokenizer
-from launcher.stats_tokenize import piece_encoder
+from launcher.stats.tokens import piece_encoder
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 encode = piece_encoder(tokenizer._tokenizer)
 texts = ["Human: What is 1+2?", "  two  spaces\n\nnewlines\ttab ", "émigré naïve 東京 🙂 emoji", "12345 67.8e9",
@@ -327,7 +327,7 @@ def test_percentiles_are_nearest_rank():
 def test_truncation_counts_each_kind_of_cut():
     # prompt, longer response, and what infer_seqlen(prompt, response, 10) keeps of them
     rows = [(3, 4, 3, 4), (20, 2, 8, 2), (3, 20, 3, 7), (12, 12, 5, 5), (0, 30, 0, 10)]
-    p, r, s, t = (list(column) for column in zip(*rows))
+    p, r, s, t = (list(column) for column in zip(*rows, strict=True))
     assert truncation(p, r, s, t, 10) == {"cutoff_len": 10, "truncated": 4, "prompt_only": 1, "response_only": 2,
                                           "both": 1, "prompt_removed": 0}
 

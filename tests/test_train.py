@@ -13,7 +13,7 @@ import yaml
 from conftest import run_cli
 from fixtures_training import Workspace, make_workspace, training_env
 
-from launcher.events import Scalar, read_all
+from launcher.observe.events import Scalar, read_all
 
 # On top of fixtures_training.TRAIN_DEFAULTS: checkpoints every 2 steps, and report_to none to show that
 # `train` adds tensorboard by itself.

@@ -13,7 +13,7 @@ from conftest import run_cli
 from fixtures_training import REPO, training_env
 from test_train import loss_steps, workspace
 
-from launcher.commands.train import free_port
+from launcher.plan.topology import free_port
 
 # DeepSpeed JIT-builds its CPU shared-memory op on first use (~85 s); keep the build for later runs.
 EXTENSIONS = REPO / ".cache" / "torch_extensions"
@@ -63,7 +63,7 @@ def test_two_nodes_on_loopback_rendezvous_and_train_as_one_job(tmp_path, tiny_mo
                               stderr=subprocess.PIPE, text=True)
              for rank in (0, 1)]
     outputs = [node.communicate(timeout=600) for node in nodes]
-    for node, (stdout, stderr) in zip(nodes, outputs):
+    for node, (stdout, stderr) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, stdout[-3000:] + stderr[-3000:]
     out = ws.out
     assert json.loads((out / "dpo-launch" / "runtime.json").read_text())["world_size"] == 2

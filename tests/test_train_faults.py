@@ -20,9 +20,9 @@ from conftest import run_cli
 from fixtures_training import training_env
 from test_train import loss_steps, workspace
 
-from launcher.checkpoint_faults import complete_checkpoints
-from launcher.events import masked_crc32c
-from launcher.events_rewind import rewind_file, rewind_json_lines
+from launcher.layout import complete_checkpoints
+from launcher.observe.events import masked_crc32c
+from launcher.run.rewind import rewind_file, rewind_json_lines
 
 LONG_RUN = {"max_steps": 5000, "save_strategy": "no"}  # long enough that a fault always lands mid-training
 
@@ -41,7 +41,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 def rank_pid(out: Path, rank: int) -> int:
     for pid in processes_mentioning(str(out / "dpo-launch" / "resolved_config.json")):
-        if "launcher.torchrun_quiet" in cmdline(str(pid)):  # torchrun itself, not a rank
+        if "launcher.run.torchrun_quiet" in cmdline(str(pid)):  # torchrun itself, not a rank
             continue
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         if f"RANK={rank}".encode() in environ:
@@ -107,7 +107,7 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     assert proc.wait(timeout=120) == code
     assert processes_mentioning(str(tmp_path)) == []
     output = (tmp_path / "stdout.txt").read_text() + (tmp_path / "stderr.txt").read_text()
-    assert "Traceback" not in output  # neither the ranks nor torchrun (launcher.torchrun_quiet) print one
+    assert "Traceback" not in output  # neither the ranks nor torchrun (launcher.run.torchrun_quiet) print one
     assert (tmp_path / "stderr.txt").read_text().splitlines()[-1] == (
         f"dpo-launch: interrupted by {signal.Signals(sig).name}; training stopped; logs in {out / 'dpo-launch/logs'}")
     [checkpoint] = complete_checkpoints(out)  # save_strategy is "no": the signal alone made it
@@ -118,7 +118,7 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     assert step >= 2 and loss_steps(out) == list(range(1, step + 1))
     assert not (out / "model.safetensors").exists()  # an interrupted run is not a finished one
 
-    # Resumed with as many ranks as it ran with: on CPU that needs launcher.upstream_fixes (transformers 5.6
+    # Resumed with as many ranks as it ran with: on CPU that needs launcher.worker.upstream_fixes (transformers 5.6
     # loads optimizer.pt with map_location "cpu:0" when world_size > 1, which torch.load rejects).
     ws.write_config(max_steps=step + 2)
     resumed = run_cli("train", ws.config, "--resume", "--no-monitor", *flags, cwd=ws.root, env=training_env())

@@ -11,7 +11,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from fixtures_training import REPO, run_worker, training_env
 
@@ -51,7 +50,7 @@ def test_an_unknown_pref_loss_is_refused_before_training(tmp_path):
 # --- the self-test as pure logic ------------------------------------------------------------------------------
 
 def test_self_test_passes_within_tolerance_and_says_so():
-    from launcher.selftest import judge
+    from launcher.worker.selftest import judge
 
     assert judge({"stage": "dpo", "pref_loss": "ipo", "pref_beta": 0.1}, 25.01) == (
         "passed", pytest.approx(25.0),
@@ -60,7 +59,7 @@ def test_self_test_passes_within_tolerance_and_says_so():
 
 
 def test_self_test_is_skipped_where_policy_and_reference_may_differ_at_step_0():
-    from launcher.selftest import judge
+    from launcher.worker.selftest import judge
 
     assert judge({"stage": "dpo", "pref_loss": "sigmoid", "adapter_name_or_path": "sft"}, 0.3) == (
         "skipped", None, "dpo-launch worker: loss self-test skipped: the policy starts from an adapter, so it may "
@@ -71,7 +70,7 @@ def test_self_test_is_skipped_where_policy_and_reference_may_differ_at_step_0():
 def test_kto_pair_loss_is_one_half_at_equal_policy_and_reference_and_falls_as_chosen_rises():
     import torch
 
-    from launcher.loss_patch import kto_pair_loss
+    from launcher.worker.loss_patch import kto_pair_loss
 
     logps = torch.tensor([-5.0, -7.0])
     losses, chosen, rejected = kto_pair_loss(0.1, logps, logps - 1, logps, logps - 1)

@@ -22,10 +22,20 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from launcher.cli import UsageError
-from launcher.diagnostics import DEFAULT_CAP_PER_FILE, Diagnostic, expected_one_of, suggestion_hint
+from launcher.check.diagnostics import DEFAULT_CAP_PER_FILE, Diagnostic
+from launcher.convert.converter import (
+    ConvertError,
+    ConvertResult,
+    check_paths,
+    convert,
+    detect_format,
+    format_named,
+    summary,
+)
+from launcher.convert.register import dataset_entry, plan_registration
+from launcher.convert.register import register as register_entry
+from launcher.errors import EXIT_OK, EXIT_USER_ERROR, UsageError
 
-EXIT_OK, EXIT_INVALID = 0, 1
 OUT_SUFFIXES = (".jsonl", ".json")
 
 
@@ -50,33 +60,22 @@ def add_parser(subparsers) -> None:
 
 def run(input: str, out: str, fmt: str | None = None, to: str = "ranking", register: str | None = None,
         name: str | None = None, force: bool = False, strict: bool = False, verbose: bool = False) -> int:
-    from launcher.convert import ConvertError
-
-    fmt = resolve_format(fmt)
+    try:
+        fmt = format_named(fmt)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     source, target = Path(input), Path(out)
     name = _check_usage(target, register, name)
     try:
         return _run(source, target, fmt, to, register, name, force, strict, verbose)
     except ConvertError as exc:
         print(exc.diagnostic.render(), file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USER_ERROR
     except OSError as exc:  # disk full, permissions, a failed rename: the old files are intact (atomic writes)
         where = exc.filename or target
         print(Diagnostic("error", "io", f"cannot write: {exc.strerror or exc}", file=str(where)).render(),
               file=sys.stderr)
-        return EXIT_INVALID
-
-
-def resolve_format(fmt: str | None) -> str | None:
-    from launcher.convert_formats import ALIASES, FORMATS
-
-    if fmt is None or fmt in FORMATS:
-        return fmt
-    if fmt.lower() in ALIASES:
-        return ALIASES[fmt.lower()]
-    hint = suggestion_hint(fmt, FORMATS + tuple(ALIASES))
-    message = f"--from: expected one of {expected_one_of(FORMATS)} but got '{fmt}'"
-    raise UsageError(f"{message} ({hint})" if hint else message)
+        return EXIT_USER_ERROR
 
 
 def _check_usage(target: Path, register: str | None, name: str | None) -> str | None:
@@ -90,10 +89,7 @@ def _check_usage(target: Path, register: str | None, name: str | None) -> str | 
 
 def _run(source: Path, target: Path, fmt: str | None, to: str, register: str | None, name: str | None,
          force: bool, strict: bool, verbose: bool) -> int:
-    from launcher.convert import ConvertError, ConvertResult, convert, dataset_entry, detect_format, plan_registration
-    from launcher.convert import register as register_entry
-
-    _check_paths(source, target, force)
+    check_paths(source, target, force)
     info = Path(register) if register is not None else None
     entry = dataset_entry(target, info, to) if info is not None else None
     if info is not None:
@@ -129,20 +125,6 @@ _REGISTERED = {
 }
 
 
-def _check_paths(source: Path, target: Path, force: bool) -> None:
-    from launcher.convert import ConvertError
-
-    def fail(code: str, message: str, where: Path, hint: str | None = None) -> None:
-        raise ConvertError(Diagnostic("error", code, message, file=str(where), hint=hint))
-
-    if not source.is_file():
-        fail("not-found", "no such file" if not source.exists() else "not a file", source)
-    if target.exists() and source.resolve() == target.resolve():
-        fail("same-file", "OUT is the input file; write the converted data to a new file", target)
-    if target.exists() and not force:
-        fail("exists", "the file exists and would be overwritten", target, "pass --force to overwrite it")
-
-
 def _report_skipped(skipped: list[Diagnostic], verbose: bool) -> None:
     shown = skipped if verbose else skipped[:DEFAULT_CAP_PER_FILE]
     for diagnostic in shown:
@@ -150,16 +132,3 @@ def _report_skipped(skipped: list[Diagnostic], verbose: bool) -> None:
     if len(skipped) > len(shown):
         print(f"{skipped[0].file}: {len(skipped) - len(shown)} more records not converted; "
               "use --verbose to list them", file=sys.stderr)
-
-
-def summary(result, to: str, target: Path) -> str:
-    """'converted 998 of 1000 records; 2 skipped: 1 empty chosen, 1 no user turn; wrote OUT (998 rows)'."""
-    text = f"converted {result.converted} of {result.total} records"
-    counts = result.skip_counts()
-    if counts:
-        kinds = ", ".join(f"{n} {code.replace('-', ' ')}" for code, n in
-                          sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-        text += f"; {sum(counts.values())} skipped: {kinds}"
-    rows = f"{result.rows} KTO rows, {result.converted} desirable and {result.converted} undesirable" \
-        if to == "kto" else f"{result.rows} pair{'s' * (result.rows != 1)}"
-    return f"{text}\nwrote {target} ({rows})"

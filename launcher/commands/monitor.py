@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-EXIT_OK, EXIT_USER_ERROR = 0, 1
+from launcher.observe.monitor import follow
 
 
 def add_parser(subparsers) -> None:
@@ -22,11 +20,4 @@ def add_parser(subparsers) -> None:
 
 
 def run(run_dir: str, once: bool = False, interval: float = 1.0, wait: bool = False, plain: bool = False) -> int:
-    from launcher.monitor import RunDirError
-    from launcher.monitor_view import follow
-
-    try:
-        return follow(run_dir, once=once, interval=max(0.1, interval), wait=wait, live=False if plain else None)
-    except RunDirError as exc:
-        print(f"dpo-launch monitor: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return follow(run_dir, once=once, interval=max(0.1, interval), wait=wait, live=False if plain else None)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-EXIT_OK, EXIT_USER_ERROR = 0, 1
+from launcher.errors import EXIT_OK, UserError
+from launcher.observe.report import build_report
 
 
 def add_parser(subparsers) -> None:
@@ -14,17 +13,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(run_dir: str) -> int:
-    from launcher.monitor import RunDirError
-    from launcher.report import build_report
-
     try:
         written = build_report(run_dir)
-    except RunDirError as exc:
-        print(f"dpo-launch report: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except PermissionError as exc:
-        print(f"dpo-launch report: error: cannot write the report: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        raise UserError(f"cannot write the report: {exc}") from None
     print(f"wrote {len(written)} files to {written[-1].parent}:")
     for path in written:
         print(f"  {path.name}")

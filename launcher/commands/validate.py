@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from launcher.cli import UsageError
-from launcher.commands.common import add_config_arguments, pop_config_path
-from launcher.diagnostics import render_json, render_text
-
-EXIT_OK, EXIT_INVALID = 0, 1
+from launcher.check.diagnostics import render_json, render_text
+from launcher.check.validation import validate
+from launcher.commands.arguments import add_config_arguments, pop_config_path
+from launcher.errors import EXIT_OK, EXIT_USER_ERROR, UsageError
+from launcher.stats.render import render_stats_text
+from launcher.stats.runner import WarmWorker, run_stats
 
 
 def add_parser(subparsers) -> None:
@@ -32,8 +33,6 @@ def add_parser(subparsers) -> None:
 
 def run(config: str | None, overrides: list[str], config_file: str | None = None, format: str = "text",
         verbose: bool = False, check_data: bool = True, stats: bool = False, stats_dir: str | None = None) -> int:
-    from launcher.validation import validate
-
     config_path, overrides = pop_config_path(config, overrides, config_file)
     if (stats or stats_dir) and not check_data:
         raise UsageError("--stats measures the records: it cannot be combined with --no-data")
@@ -48,22 +47,16 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
     else:
         render_text(result.diagnostics, sys.stdout, verbose=verbose, checked=config_path)
         if measured:
-            from launcher.stats_render import render_stats_text
-
             render_stats_text(measured, sys.stdout)
-    return EXIT_OK if result.ok else EXIT_INVALID
+    return EXIT_OK if result.ok else EXIT_USER_ERROR
 
 
 def _start_stats_worker():
-    from launcher.stats import WarmWorker
-
     return WarmWorker(Path.cwd())
 
 
 def _measure(result, stats_dir: str | None, warm) -> dict | None:
     """`--stats`: run the stats worker; its diagnostics (a tokenizer that cannot load) join the others."""
-    from launcher.stats import run_stats
-
     found, measured = run_stats(result, Path.cwd(), stats_dir, warm=warm)
     result.diagnostics.extend(found)
     return measured

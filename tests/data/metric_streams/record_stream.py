@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from launcher.events import Scalar, read_all
+from launcher.observe.events import Scalar, read_all
 
 KEEP = ("train/loss", "train/grad_norm", "train/learning_rate", "train/rewards/", "train/logps/", "eval/loss",
         "eval/rewards/", "train/kl")

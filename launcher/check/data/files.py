@@ -1,0 +1,188 @@
+"""Resolve an entry's files as LLaMA-Factory does (`data/loader.py:73-141`) and stream their records
+through a RecordChecker, counting what LF would keep, drop or crash on."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher.check.data.jsonstream import (
+    SyntaxProblem,
+    columnar_row_count,
+    iter_columnar,
+    iter_json_file,
+)
+from launcher.check.data.records import RecordChecker, shape_advice
+from launcher.check.data.verdicts import CRASH, DROPPED
+from launcher.check.diagnostics import ERROR, NOTE, Diagnostic, suggestion_hint
+
+FILEEXT2TYPE = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
+
+
+@dataclass
+class DataFile:
+    path: Path  # absolute, for I/O
+    display: str  # as the user wrote it, relative to the launch directory
+    type: str
+
+
+@dataclass
+class FileStats:
+    records: int = 0
+    dropped: int = 0
+    crash: int = 0
+    unparsable: int = 0
+    problems: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {"records": self.records, "dropped": self.dropped, "crash": self.crash,
+                "unparsable": self.unparsable, "problems": dict(sorted(self.problems.items()))}
+
+
+def is_kind(path: Path, kind: str) -> bool:
+    """path.is_dir() / is_file() / is_symlink(), False where the name itself is unusable (too long, NUL byte):
+    pathlib raises OSError for ENAMETOOLONG, which user-supplied names reach."""
+    try:
+        return getattr(path, kind)()
+    except (OSError, ValueError):
+        return False
+
+
+class MediaFinder:
+    """Whether a media path from a record is a file where LF's converter looks for it (`_find_medias`):
+    media_dir/path when that is a file, else the path as written, both from the launch folder."""
+
+    CACHE_LIMIT = 100_000
+
+    def __init__(self, media_dir: str, cwd: Path):
+        self.media_dir, self.cwd = media_dir, cwd
+        self._found: dict[str, bool] = {}
+
+    def exists(self, item: str, kind: str) -> bool:
+        """kind: images, videos or audios. Only videos may be URLs (av.open streams them; PIL and the audio
+        loaders open local files), and those are not fetched here."""
+        if kind == "videos" and "://" in item:
+            return True
+        found = self._found.get(item)
+        if found is None:
+            found = is_kind(self.cwd / self.media_dir / item, "is_file") or is_kind(self.cwd / item, "is_file")
+            if len(self._found) < self.CACHE_LIMIT:
+                self._found[item] = found
+        return found
+
+
+def resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[DataFile], str | None, str | None]:
+    """(files, error message, hint) for `os.path.join(dataset_dir, file_name)` from cwd."""
+    try:
+        return _resolve_files(dataset_dir, file_name, cwd)
+    except (OSError, ValueError) as exc:
+        display = os.path.join(dataset_dir, file_name)
+        return [], f"cannot read {display}: {getattr(exc, 'strerror', None) or exc}", None
+
+
+def _resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[DataFile], str | None, str | None]:
+    display = os.path.join(dataset_dir, file_name)
+    local = cwd / display
+    if is_kind(local, "is_dir"):
+        names = sorted(os.listdir(local))
+        if not names:
+            return [], f"folder {display} is empty; LLaMA-Factory crashes with IndexError", None
+        paths = [(local / name, os.path.join(display, name)) for name in names]
+    elif is_kind(local, "is_file"):
+        paths = [(local, display)]
+    elif is_kind(local, "is_symlink"):
+        return [], f"{display} is a symbolic link that leads nowhere (a loop, or its target is missing)", None
+    else:
+        siblings = sorted(p.name for p in local.parent.iterdir()) if is_kind(local.parent, "is_dir") else []
+        return [], f"file {display} not found (LLaMA-Factory: 'File {display} not found.')", suggestion_hint(
+            Path(file_name).name, siblings) or "file_name is relative to dataset_dir"
+    types = {FILEEXT2TYPE.get(Path(p).suffix[1:]) for p, _ in paths}
+    if None in types:
+        bad = next(shown for p, shown in paths if FILEEXT2TYPE.get(Path(p).suffix[1:]) is None)
+        return [], f"{bad}: not a loadable file type; allowed: {', '.join(FILEEXT2TYPE)}", None
+    if len(types) > 1:
+        return [], f"folder {display} mixes file types ({', '.join(sorted(types))}); LLaMA-Factory raises " \
+                   "'File types should be identical.'", None
+    file_type = types.pop()
+    if file_type == "text":
+        return [], f"{display}: a .txt file is pre-training text and has no preference columns", None
+    return [DataFile(p, shown, file_type) for p, shown in paths], None, None
+
+
+def iter_records(data_file: DataFile, check_keys: bool = True):
+    if data_file.type == "json":
+        return iter_json_file(data_file.path, check_keys)
+    return iter_columnar(data_file.path, data_file.type)
+
+
+def columnar_available() -> bool:
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def scan_file(data_file: DataFile, checker: RecordChecker) -> tuple[list[Diagnostic], FileStats]:
+    """Check every record of one file; all problems plus a one-line note with the counts."""
+    if data_file.type != "json" and not columnar_available():
+        return [Diagnostic(NOTE, "data-not-checked", f"{data_file.type} records not checked: pyarrow is not "
+                           "installed", file=data_file.display)], FileStats()
+    stats, found = FileStats(), []
+    display = data_file.display
+    fast, explain = checker.fast, checker.explain
+    index = -1
+    try:
+        for index, line, rec in iter_records(data_file):
+            if type(rec) is dict and fast(rec):
+                continue
+            if isinstance(rec, SyntaxProblem):
+                stats.unparsable += 1  # not a record: JSON Lines give it an index, arrays the next one
+                found.append(_syntax(rec, display, index))
+                continue
+            problems, verdict = explain(rec)
+            stats.dropped += verdict == DROPPED
+            stats.crash += verdict == CRASH
+            for p in problems:
+                stats.problems[p.code] += 1
+                found.append(Diagnostic(p.severity, p.code, f"record {index}: {p.message}", file=display, line=line,
+                                        record=index, path=p.path, hint=p.hint))
+    except (OSError, ValueError) as exc:  # unreadable file, or pyarrow's ArrowInvalid (a ValueError)
+        found.append(Diagnostic(ERROR, "data-unreadable", f"cannot read records: {exc}", file=display))
+    stats.records = index + 1 - stats.unparsable
+    return found, stats
+
+
+def _syntax(problem: SyntaxProblem, display: str, index: int) -> Diagnostic:
+    generic = ("LLaMA-Factory cannot load a file with a JSON error: the whole dataset fails" if not problem.fatal
+               else "nothing after this point can be read; fix the JSON and run again")
+    hint = problem.hint or generic
+    return Diagnostic(ERROR, problem.code, problem.message, file=display, line=problem.line,
+                      column=problem.column, record=None if problem.fatal else index, hint=hint)
+
+
+def summary_note(display: str, stats: FileStats) -> Diagnostic:
+    parts = [f"{stats.records} record{'s' * (stats.records != 1)} checked",
+             f"{stats.dropped} would be dropped by LLaMA-Factory"]
+    if stats.crash:
+        parts.append(f"{stats.crash} would crash it")
+    if stats.unparsable:
+        parts.append(f"{stats.unparsable} could not be parsed")
+    return Diagnostic(NOTE, "data-summary", ", ".join(parts), file=display)
+
+
+def advice(checker: RecordChecker, info, name: str) -> list[Diagnostic]:
+    problem = shape_advice(checker)
+    if problem is None:
+        return []
+    return [info.diagnostic(problem.severity, problem.code, f"entry '{name}': {problem.message}", name,
+                            hint=problem.hint)]
+
+
+def count_records(data_file: DataFile) -> int | None:
+    """Records in a file without the checks (for `plan`): JSON Lines by non-blank lines."""
+    if data_file.type == "json":
+        return sum(1 for _, _, rec in iter_json_file(data_file.path, check_keys=False)
+                   if not isinstance(rec, SyntaxProblem))
+    if not columnar_available():
+        return None
+    return columnar_row_count(data_file.path, data_file.type)

@@ -1,0 +1,173 @@
+"""The worker's first-batch loss self-test and its `runtime.json` report (imported by the worker only).
+
+At step 0 the policy equals its reference, so every loss with a reference has a closed form (docs/upstream-notes.md#first-step-loss;
+`launcher.lf.losses.Loss.first_step_loss`). The worker compares the first training micro-batch's loss with it and
+stops with a clear message when they disagree: cheap, and it catches the next silent loss regression upstream.
+The probe also sees the built trainer, so it reports which reference model was actually built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from launcher.layout import RUNTIME_FILE, run_dir
+from launcher.lf.losses import resolve_loss
+from launcher.versions import package_versions
+
+# Human-readable closed forms for the failure message; the values come from launcher.lf.losses.
+CLOSED_FORMS = {
+    "sigmoid": "−log σ(β·0)",
+    "hinge": "relu(1 − β·0)",
+    "ipo": "(0 − 1/(2β))²",
+    "kto_pair": "1 − σ(0)",
+    "kto": "w·(1 − σ(0))",
+}
+
+
+class LossSelfTestFailed(Exception):
+    """The first batch's loss is not the closed form of the loss the config asks for."""
+
+
+def expected_first_loss(cfg: Mapping[str, Any]) -> tuple[float | None, str]:
+    """(closed-form step-0 loss, why it is skipped when None)."""
+    loss = resolve_loss(cfg)
+    if cfg.get("ref_model"):
+        return None, "an explicit ref_model may differ from the policy at step 0"
+    if cfg.get("resume_from_checkpoint"):  # added by the train helper (D2): `train --resume` sets it
+        return None, "training resumes from a checkpoint, where the policy has already moved from its reference"
+    if cfg.get("adapter_name_or_path"):
+        return None, "the policy starts from an adapter, so it may differ from its reference at step 0"
+    if cfg.get("neftune_noise_alpha") or cfg.get("pissa_init"):
+        return None, "NEFTune noise / PiSSA init make the policy differ from its reference at step 0"
+    expected = loss.first_step_loss(cfg)
+    return expected, "" if expected is not None else f"{loss.name} has no closed form at step 0 for this config"
+
+
+def tolerance(cfg: Mapping[str, Any]) -> float:
+    """Relative tolerance: tight in fp32; half precision runs policy and reference through rounded weights."""
+    half = any(cfg.get(key) for key in ("bf16", "fp16", "pure_bf16"))
+    return 2e-2 if half else 1e-3
+
+
+def judge(cfg: Mapping[str, Any], observed: float) -> tuple[str, float | None, str]:
+    """(status, expected, message) for the observed first-batch loss."""
+    loss = resolve_loss(cfg)
+    expected, why = expected_first_loss(cfg)
+    if expected is None:
+        return "skipped", None, f"dpo-launch worker: loss self-test skipped: {why}"
+    beta = float(cfg.get("pref_beta", 0.1))
+    form = f"{CLOSED_FORMS.get(loss.name, loss.name)} = {expected:.4f} at β {beta:g}"
+    error = abs(observed - expected) / max(abs(expected), 1e-12)
+    if error <= tolerance(cfg):
+        return "passed", expected, (f"dpo-launch worker: loss self-test passed: {loss.name} first-batch loss "
+                                    f"{observed:.4f} matches {form}")
+    stack = package_versions()
+    return "failed", expected, (
+        f"dpo-launch worker: loss self-test failed: {_label(loss.name)} should start at {form} when the policy "
+        f"equals its reference, but the first batch gave {observed:.4f} (relative error {error:.1%}); the loss "
+        f"that runs is not the loss asked for (trl {stack['trl']}, llamafactory {stack['llamafactory']})")
+
+
+def _label(name: str) -> str:
+    return "stage kto" if name == "kto" else f"pref_loss {name}"
+
+
+def _unwrap(module):
+    """DeepSpeed engines and DDP keep the model in `.module`."""
+    while hasattr(module, "module") and not hasattr(module, "disable_adapter"):
+        module = module.module
+    return module
+
+
+def _count_parameters(module, skip_adapters: bool = False) -> int:
+    """Parameter count; ZeRO-3 partitions weights, so it keeps the full size in `ds_numel`."""
+    return sum(getattr(p, "ds_numel", p.numel()) for name, p in module.named_parameters()
+               if not (skip_adapters and "lora_" in name))
+
+
+def reference_info(trainer, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The reference model the trainer actually holds: kind, class and parameter count (docs/upstream-notes.md#reference-model)."""
+    if not resolve_loss(cfg).uses_reference:
+        return {"kind": "none", "class": None, "parameters": None}
+    if trainer.ref_model is None:
+        policy = _unwrap(trainer.model)
+        if not hasattr(policy, "disable_adapter"):
+            return {"kind": "none", "class": None, "parameters": None}
+        base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        return {"kind": "adapter-disabled", "class": type(base).__name__,
+                "parameters": _count_parameters(base, skip_adapters=True)}
+    reference = _unwrap(trainer.ref_model)
+    kind = "explicit" if cfg.get("ref_model") else "frozen-copy"
+    return {"kind": kind, "class": type(reference).__name__, "parameters": _count_parameters(reference)}
+
+
+def write_runtime(output_dir: str | Path, report: Mapping[str, Any]) -> Path:
+    """Write `<output_dir>/dpo-launch/runtime.json` atomically (a reader never sees half a file)."""
+    path = run_dir(output_dir) / RUNTIME_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(staging, path)
+    return path
+
+
+class FirstBatchProbe:
+    """Called with the trainer and the loss of the first training micro-batch; checks it and reports."""
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        self.cfg = cfg
+        self.done = False
+
+    def __call__(self, trainer, observed: float) -> None:
+        self.done = True
+        status, expected, message = judge(self.cfg, observed)
+        is_rank_zero = trainer.is_world_process_zero()
+        if is_rank_zero:
+            write_runtime(trainer.args.output_dir, {
+                "reference": reference_info(trainer, self.cfg),
+                "loss": {"name": resolve_loss(self.cfg).name, "first_batch_loss": observed,
+                         "expected": expected, "self_test": status},
+                "world_size": trainer.args.world_size,
+                "versions": package_versions(),
+            })
+        if status == "failed":
+            raise LossSelfTestFailed(message)
+        if is_rank_zero:
+            _say(message)
+
+
+def _say(message: str) -> None:
+    """Print above the trainer's progress bar instead of into it."""
+    tqdm = sys.modules.get("tqdm.std")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        tqdm.tqdm.write(message)
+    else:
+        print(message, flush=True)
+
+
+def install_probe(probe: FirstBatchProbe) -> None:
+    """Wrap the DPO and KTO trainers' compute_loss so the probe sees the first training micro-batch."""
+    from llamafactory.train.dpo.trainer import CustomDPOTrainer
+    from llamafactory.train.kto.trainer import CustomKTOTrainer
+
+    for trainer_class in (CustomDPOTrainer, CustomKTOTrainer):
+        trainer_class.compute_loss = _probed(trainer_class.compute_loss, probe)
+
+
+def _probed(original, probe: FirstBatchProbe):
+    original = getattr(original, "__wrapped__", original)  # installing twice must not probe twice
+
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        result = original(self, model, inputs, return_outputs, **kwargs)
+        if not probe.done and model.training:
+            loss = result[0] if return_outputs else result
+            probe(self, float(loss.detach().float().cpu()))
+        return result
+
+    compute_loss.__wrapped__ = original
+    return compute_loss
