@@ -129,7 +129,7 @@ def _parse_yaml(text: str, file: str) -> tuple[dict, dict, dict]:
     _limit_expansion(node, file)
     key_positions: dict = {}
     value_positions: dict = {}
-    _index_positions(node, (), file, key_positions, value_positions)
+    index_positions(node, (), file, key_positions, value_positions)
     return values, key_positions, value_positions
 
 
@@ -161,18 +161,18 @@ def _require_mapping(values: Any, file: str) -> None:
                                           file=file, line=1, column=1)])
 
 
-def _index_positions(node: yaml.Node, prefix: tuple, file: str, keys: dict, values: dict) -> None:
+def index_positions(node: yaml.Node, prefix: tuple, file: str, keys: dict, values: dict) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             for name in _key_names(key_node):
                 key_path = prefix + (name,)
                 keys[key_path] = Position(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 values[key_path] = Position(file, value_node.start_mark.line + 1, value_node.start_mark.column + 1)
-            _index_positions(value_node, key_path, file, keys, values)
+            index_positions(value_node, key_path, file, keys, values)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             values[prefix + (index,)] = Position(file, item.start_mark.line + 1, item.start_mark.column + 1)
-            _index_positions(item, prefix + (index,), file, keys, values)
+            index_positions(item, prefix + (index,), file, keys, values)
 
 
 def _key_names(key_node: yaml.Node) -> tuple:
@@ -203,7 +203,7 @@ def _parse_json(text: str, file: str) -> tuple[dict, dict, dict]:
     value_positions: dict = {}
     try:
         node = yaml.compose(text, Loader=OmegaConfLoader)
-        _index_positions(node, (), file, key_positions, value_positions)
+        index_positions(node, (), file, key_positions, value_positions)
     except (yaml.YAMLError, RecursionError):
         pass
     return values, key_positions, value_positions

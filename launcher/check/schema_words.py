@@ -5,12 +5,15 @@ above 0', 'one of sigmoid, hinge, ...') and the fix where one is clear (unquote 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from launcher.check.diagnostics import did_you_mean
 
 TYPE_WORDS = {"boolean": "a boolean", "integer": "an integer", "number": "a number", "string": "a string",
               "array": "a list", "object": "a mapping", "null": "null"}
+# dataset_info.json and records are JSON, where a mapping is an object.
+JSON_TYPE_WORDS = {**TYPE_WORDS, "object": "an object"}
 LONG_ENUM = 12  # above this, name the values' source instead of listing them
 
 
@@ -19,7 +22,8 @@ def is_number(value: Any) -> bool:
 
 
 def shown(value: Any) -> str:
-    """How a YAML value reads in a message: strings quoted, lists and mappings by kind."""
+    """How a config value reads in a message, as the user wrote it: strings quoted, numbers and booleans as YAML
+    writes them (1e-5, not 1e-05), lists and mappings by kind."""
     if isinstance(value, str):
         return f"'{value}'"
     if isinstance(value, bool):
@@ -32,6 +36,8 @@ def shown(value: Any) -> str:
         return "a mapping"
     if isinstance(value, float) and not math.isfinite(value):
         return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    if isinstance(value, float):
+        return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{value:g}")
     return repr(value)
 
 
@@ -49,9 +55,14 @@ def expected_text(schema: dict, where: str) -> str | None:
     if schema.get("minLength"):
         return "a non-empty string"
     if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        return " or ".join(TYPE_WORDS[t] for t in sorted(types, key=list(TYPE_WORDS).index) if t != "null") or "null"
+        return type_words(schema["type"])
     return None
+
+
+def type_words(types: str | list[str], words: dict[str, str] = TYPE_WORDS) -> str:
+    """'a string or a list' for a JSON Schema `type` (null left out unless it is the only one)."""
+    types = [types] if isinstance(types, str) else types
+    return " or ".join(words[t] for t in sorted(types, key=list(words).index) if t != "null") or "null"
 
 
 def enum_text(values: list, where: str) -> str:

@@ -13,14 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from launcher.check.config import Position, _index_positions
-from launcher.check.diagnostics import (
-    ERROR,
-    WARNING,
-    Diagnostic,
-    did_you_mean,
-    expected_one_of,
-)
+from launcher.check.config import Position, index_positions
+from launcher.check.data.verdicts import describe
+from launcher.check.diagnostics import ERROR, WARNING, Diagnostic, expected_one_of, suggestion_hint
+from launcher.check.schema_words import JSON_TYPE_WORDS, type_words
 from launcher.check.schemas import schema_dir
 
 SCHEMA_NAME = "dataset_info.schema.json"
@@ -85,7 +81,7 @@ def load_dataset_info(path: Path, display: str) -> tuple[DatasetInfo | None, lis
         return fail("schema", f"expected an object mapping dataset names to entries but got a {type(entries).__name__}", 1, 1)
     info = DatasetInfo(display, entries)
     try:  # JSON is YAML: the composer gives positions; values still come from json
-        _index_positions(yaml.compose(text, Loader=yaml.SafeLoader), (), display, info.keys, info.values)
+        index_positions(yaml.compose(text, Loader=yaml.SafeLoader), (), display, info.keys, info.values)
     except (yaml.YAMLError, RecursionError):
         pass
     return info, [_duplicate(text, display, key) for key in duplicates]
@@ -125,14 +121,16 @@ def _explain(info: DatasetInfo, error, path: list, severity: str) -> list[Diagno
         extras = [key for key in error.instance if key not in allowed]
         return [info.diagnostic(severity, "unknown-field",
                                 f"{where}: unknown field '{key}' (LLaMA-Factory ignores it)", *path, key,
-                                hint=_suggest(key, allowed)) for key in extras]
+                                hint=suggestion_hint(key, allowed)) for key in extras]
     if error.validator == "enum":
         choices = error.validator_value
         return [info.diagnostic(severity, "enum", f"{where}: expected one of {expected_one_of(choices)} but got "
-                                f"{error.instance!r}", *path, key=False, hint=_suggest(error.instance, choices))]
+                                f"{error.instance!r}", *path, key=False,
+                                hint=suggestion_hint(str(error.instance), choices))]
     if error.validator == "type":
-        return [info.diagnostic(severity, "type", f"{where}: expected {_type_words(error.validator_value)} but got "
-                                f"{_json_words(error.instance)}", *path, key=False, hint=_type_hint(error))]
+        expected = type_words(error.validator_value, JSON_TYPE_WORDS)
+        return [info.diagnostic(severity, "type", f"{where}: expected {expected} but got {describe(error.instance)}",
+                                *path, key=False, hint=_type_hint(error))]
     if error.validator == "anyOf" and isinstance(error.instance, dict):
         return [info.diagnostic(severity, "entry-source", f"{where} has no file_name, hf_hub_url, ms_hub_url, "
                                 "om_hub_url, script_url or cloud_file_name; LLaMA-Factory crashes with "
@@ -145,26 +143,6 @@ def _describe_path(path: list) -> str:
         return "dataset_info.json"
     inner = ".".join(str(p) for p in path[1:])
     return f"entry '{path[0]}'" + (f" {inner}" if inner else "")
-
-
-def _suggest(word: object, choices) -> str | None:
-    match = did_you_mean(str(word), choices)
-    return f"did you mean '{match}'?" if match else None
-
-
-def _type_words(types) -> str:
-    words = {"string": "a string", "boolean": "a boolean", "integer": "an integer", "object": "an object",
-             "null": "null", "array": "a list", "number": "a number"}
-    types = [types] if isinstance(types, str) else types
-    return " or ".join(words.get(t, t) for t in types)
-
-
-def _json_words(value: object) -> str:
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    return {bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "an object",
-            type(None): "null"}.get(type(value), type(value).__name__) + (f" ({json.dumps(value)})"
-                                                                          if isinstance(value, (int, float)) else "")
 
 
 def _type_hint(error) -> str | None:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 
-try:
-    from orjson import dumps as _orjson_dumps
-except ImportError:
-    _orjson_dumps = None
+import orjson
 
 
 def may_repeat_a_key(raw: bytes, value: object) -> bool:
@@ -22,9 +19,9 @@ def may_repeat_a_key(raw: bytes, value: object) -> bool:
     has more, the repeat's own and any in the value that was dropped. With escapes, the line having no more ':'
     than the value has keys rules it out."""
     colons = raw.count(b":")
-    if _orjson_dumps is not None and b"\\u" not in raw:
+    if b"\\u" not in raw:
         try:
-            return colons != _orjson_dumps(value).count(b":")
+            return colons != orjson.dumps(value).count(b":")
         except TypeError:  # an integer past 64 bits (parsed by the stdlib)
             pass
     return colons > count_keys(value)

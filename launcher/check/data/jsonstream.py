@@ -1,7 +1,7 @@
 """Stream the records of a dataset file without loading it whole, keeping line numbers.
 
 A `.json` file may hold a JSON array or JSON Lines, as Hugging Face `datasets` (which LLaMA-Factory uses)
-accepts both; we sniff the first character. JSON Lines go through orjson when it is installed (the fast
+accepts both; we sniff the first character. JSON Lines go through orjson (the fast
 path), arrays through `json.JSONDecoder.raw_decode` over a sliding text buffer. Parquet, CSV and Arrow
 files go through pyarrow when it is importable, in record batches.
 
@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from launcher.check.data.json_keys import first_repeated_key, may_repeat_a_key
 
@@ -37,15 +39,6 @@ class SyntaxProblem:
     hint: str | None = None  # how to fix it, when the generic JSON-error hint does not say
 
 
-def json_loads():
-    """orjson.loads when installed (several times faster), else json.loads."""
-    try:
-        import orjson
-    except ImportError:
-        return json.loads
-    return orjson.loads
-
-
 def sniff_json_kind(path: Path) -> str:
     """'array' when the first non-blank character is '[', else 'lines'."""
     with open(path, "rb") as handle:
@@ -64,7 +57,7 @@ def iter_json_file(path: Path, check_keys: bool = True) -> Iterator[tuple[int, i
 
 def iter_json_lines(path: Path, check_keys: bool = True) -> Iterator[tuple[int, int | None, object]]:
     """check_keys=False skips the duplicate-key check (for readers of data that validate has already passed)."""
-    loads, limit = json_loads(), MAX_RECORD_BYTES
+    loads, limit = orjson.loads, MAX_RECORD_BYTES
     step = min(CHUNK, limit + 1)
     index = 0
     with open(path, "rb") as handle:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from launcher.check.diagnostics import Diagnostic
-from launcher.check.rules.context import RuleContext, show
+from launcher.check.rules.context import RuleContext
+from launcher.check.schema_words import shown
 from launcher.lf.losses import LOSSES
 from launcher.lf.resolve import Finding, resolve_loss_plan, resolve_reference
 
@@ -36,7 +37,7 @@ def silently_sigmoid(ctx: RuleContext) -> Iterator[Diagnostic]:
     if ctx.stage == "dpo" and loss and LOSSES[loss].silently_sigmoid_under_llamafactory_cli:
         yield ctx.warning(
             "loss-silently-sigmoid",
-            f"pref_loss: {show(loss)} silently trains the sigmoid loss under `llamafactory-cli train` with the "
+            f"pref_loss: {shown(loss)} silently trains the sigmoid loss under `llamafactory-cli train` with the "
             "installed trl (>= 0.20): LLaMA-Factory passes no loss_type to trl's dpo_loss, which then defaults to "
             "sigmoid",
             "pref_loss",
@@ -50,7 +51,7 @@ def reference_ignored(ctx: RuleContext) -> Iterator[Diagnostic]:
     for key in ("ref_model", "ref_model_adapters", "ref_model_quantization_bit"):
         if ctx.is_set(key):
             yield ctx.warning("reference-ignored",
-                              f"{key} is ignored: pref_loss {show(loss)} is reference-free, so no reference model "
+                              f"{key} is ignored: pref_loss {shown(loss)} is reference-free, so no reference model "
                               "is built",
                               key, f"remove {key}, or use a loss with a reference (sigmoid, ipo, hinge)")
 
@@ -98,7 +99,7 @@ def report_to_tensorboard(ctx: RuleContext) -> Iterator[Diagnostic]:
     if targets is None or "tensorboard" in targets or "all" in targets:
         return
     got = "is not set (transformers' default is 'none')" if not ctx.is_set("report_to") else \
-        f"is {show(ctx.raw('report_to'))}, without tensorboard"
+        f"is {shown(ctx.raw('report_to'))}, without tensorboard"
     yield ctx.warning(
         "report-to-without-tensorboard",
         f"report_to {got}: `llamafactory-cli train` will not log rewards/* and logps/* to TensorBoard",
@@ -111,11 +112,11 @@ def learning_rate_advice(ctx: RuleContext) -> Iterator[Diagnostic]:
     limit = MAX_ADVISED_LR.get(method or "")
     if not _preference_stage(ctx) or limit is None or lr is None or lr <= limit:
         return
-    written = f"learning_rate: {show(lr)}" if ctx.is_set("learning_rate") else \
-        f"learning_rate is not set, so transformers' default {show(lr)} applies; it"
+    written = f"learning_rate: {shown(lr)}" if ctx.is_set("learning_rate") else \
+        f"learning_rate is not set, so transformers' default {shown(lr)} applies; it"
     yield ctx.warning(
         "learning-rate-high",
-        f"{written} is above {show(limit)}, high for {ctx.stage.upper()} with {method} fine-tuning: the policy drifts "
+        f"{written} is above {shown(limit)}, high for {ctx.stage.upper()} with {method} fine-tuning: the policy drifts "
         "from the reference and both rewards fall",
         "learning_rate",
         "the DPO paper and LLaMA-Factory's examples use 5e-7 to 5e-6; LoRA tolerates about 10x more")
@@ -127,7 +128,7 @@ def epochs_advice(ctx: RuleContext) -> Iterator[Diagnostic]:
         return
     yield ctx.warning(
         "too-many-epochs",
-        f"num_train_epochs: {show(epochs)} is more than {MAX_ADVISED_EPOCHS}: preference training overfits within "
+        f"num_train_epochs: {shown(epochs)} is more than {MAX_ADVISED_EPOCHS}: preference training overfits within "
         "1-3 epochs (accuracies near 1.0 while chosen rewards fall)",
         "num_train_epochs", "use 1-3 epochs; watch rewards/margins and eval loss")
 

@@ -7,7 +7,6 @@ through the typed getters), so the rules never crash on a config the schema alre
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,14 +147,3 @@ def path_kind(path: Path) -> tuple[str, str]:
 def lf_says(message: str) -> str:
     """LLaMA-Factory's own wording, quoted so users recognise the error they would get from it."""
     return f'LLaMA-Factory stops with "{message}"'
-
-
-def show(value: Any) -> str:
-    """A config value as a user wrote it: strings quoted, numbers and booleans as YAML writes them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"'{value}'"
-    if isinstance(value, float):  # 1e-05 -> 1e-5, as people write it
-        return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{value:g}")
-    return str(value)

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from launcher.check.diagnostics import ERROR, NOTE, WARNING, Diagnostic
-from launcher.check.rules.context import NotApplicable, RuleContext, path_kind, show
+from launcher.check.rules.context import NotApplicable, RuleContext, path_kind
+from launcher.check.schema_words import shown
 
 MISMATCH = "Please correct the following DeepSpeed config values that mismatch TrainingArguments values"
 NOT_FOUND = ("Expected a string path to an existing deepspeed config, or a dictionary, or a base64 encoded "
@@ -45,11 +46,11 @@ def deepspeed_file(ctx: RuleContext) -> Iterator[Diagnostic]:
     kind, reason = path_kind(path)
     if kind in ("missing", "unusable"):
         why = "does not exist" if kind == "missing" else f"cannot be used ({reason})"
-        yield ctx.error("deepspeed-config-not-found", f"deepspeed: {show(value)} {why} (resolved from "
+        yield ctx.error("deepspeed-config-not-found", f"deepspeed: {shown(value)} {why} (resolved from "
                         f"{ctx.cwd})", "deepspeed", "point it at a DeepSpeed JSON such as config/deepspeed/"
                         f'ds_z3_config.json; transformers stops with "{NOT_FOUND}"')
     elif kind != "file":
-        yield ctx.error("deepspeed-config-not-found", f"deepspeed: expected a JSON file but {show(value)} is a "
+        yield ctx.error("deepspeed-config-not-found", f"deepspeed: expected a JSON file but {shown(value)} is a "
                         "directory", "deepspeed", "point it at the JSON file inside it")
     else:
         yield from _parse_problems(ctx, value, path)
@@ -63,7 +64,7 @@ def _parse_problems(ctx: RuleContext, value: str, path: Path) -> Iterator[Diagno
                          file=value, hint="save it as UTF-8 JSON")
         return
     except OSError as exc:
-        yield ctx.error("deepspeed-config-invalid", f"deepspeed: cannot read {show(value)}: {exc.strerror or exc}",
+        yield ctx.error("deepspeed-config-invalid", f"deepspeed: cannot read {shown(value)}: {exc.strerror or exc}",
                         "deepspeed")
         return
     except ValueError as exc:  # json.JSONDecodeError
@@ -180,11 +181,11 @@ def _train_batch_size(ctx: RuleContext, ds: DeepSpeedFile) -> Iterator[Diagnosti
     if total % per_rank:
         yield ds.at(ERROR, "deepspeed-value-mismatch",
                     f"DeepSpeed train_batch_size is {total}, not a multiple of per_device_train_batch_size x "
-                    f"gradient_accumulation_steps = {show(per_rank)}, so no number of processes matches it",
+                    f"gradient_accumulation_steps = {shown(per_rank)}, so no number of processes matches it",
                     ("train_batch_size",), f'set it to "auto"; transformers stops with "{MISMATCH}"')
     else:
         yield ds.at(NOTE, "deepspeed-fixed-world-size",
-                    f"DeepSpeed train_batch_size {total} = {total // per_rank} processes x {show(per_rank)}: "
+                    f"DeepSpeed train_batch_size {total} = {total // per_rank} processes x {shown(per_rank)}: "
                     f"launching any other number of processes fails with \"{MISMATCH}\"",
                     ("train_batch_size",), 'set it to "auto" to follow the launch')
 

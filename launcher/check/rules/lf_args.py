@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from launcher.check.diagnostics import Diagnostic
-from launcher.check.rules.context import RuleContext, lf_says, show
+from launcher.check.rules.context import RuleContext, lf_says
+from launcher.check.schema_words import shown
 from launcher.lf.settings import EPSILON
 
 
@@ -20,7 +21,7 @@ def label_smoothing_needs_sigmoid(ctx: RuleContext) -> Iterator[Diagnostic]:
     if ctx.stage == "dpo" and loss != "sigmoid" and smoothing is not None and smoothing > EPSILON:
         yield ctx.error(
             "label-smoothing-needs-sigmoid",
-            f"dpo_label_smoothing: {show(smoothing)} applies only to pref_loss: sigmoid, but pref_loss is {show(loss)}",
+            f"dpo_label_smoothing: {shown(smoothing)} applies only to pref_loss: sigmoid, but pref_loss is {shown(loss)}",
             "dpo_label_smoothing",
             "remove dpo_label_smoothing or use pref_loss: sigmoid; "
             + lf_says("`dpo_label_smoothing` is only valid for sigmoid loss function."))
@@ -66,8 +67,8 @@ def pissa_needs_reference_free_stage(ctx: RuleContext) -> Iterator[Diagnostic]:
     if ctx.flag("pissa_init") and (ctx.stage in ("ppo", "kto") or ctx.uses_ref_model()):
         yield ctx.error(
             "pissa-with-reference",
-            f"pissa_init: true cannot be used with stage {show(ctx.stage)} and pref_loss "
-            f"{show(ctx.text('pref_loss'))}: PiSSA is only allowed for reference-free losses (orpo, simpo)",
+            f"pissa_init: true cannot be used with stage {shown(ctx.stage)} and pref_loss "
+            f"{shown(ctx.text('pref_loss'))}: PiSSA is only allowed for reference-free losses (orpo, simpo)",
             "pissa_init",
             "remove pissa_init or use pref_loss: orpo/simpo; "
             + lf_says("Cannot use PiSSA for current training stage."))
@@ -89,7 +90,7 @@ def lora_only_options(ctx: RuleContext) -> Iterator[Diagnostic]:
         value = ctx.number(key) if key == "loraplus_lr_ratio" else ctx.flag(key)
         if value is not None and value is not False:
             yield ctx.error("lora-only-option",
-                            f"{key} applies only to finetuning_type: lora but finetuning_type is {show(method)}",
+                            f"{key} applies only to finetuning_type: lora but finetuning_type is {shown(method)}",
                             key, f"remove {key} or use finetuning_type: lora; " + lf_says(lf_message))
 
 
@@ -99,11 +100,11 @@ def val_size_needs_dataset_only(ctx: RuleContext) -> Iterator[Diagnostic]:
         return
     if ctx.names("dataset") is None:
         yield ctx.error("val-size-without-dataset",
-                        f"val_size: {show(val_size)} splits the training data, but no dataset is set", "val_size",
+                        f"val_size: {shown(val_size)} splits the training data, but no dataset is set", "val_size",
                         "set dataset or remove val_size; " + lf_says("Cannot specify `val_size` if `dataset` is None."))
     if ctx.names("eval_dataset") is not None:
         yield ctx.error("val-size-with-eval-dataset",
-                        f"val_size: {show(val_size)} and eval_dataset are both set; use one of them", "val_size",
+                        f"val_size: {shown(val_size)} and eval_dataset are both set; use one of them", "val_size",
                         "remove val_size to evaluate on eval_dataset, or remove eval_dataset; "
                         + lf_says("Cannot specify `val_size` if `eval_dataset` is not None."))
 
@@ -138,7 +139,7 @@ def streaming_options(ctx: RuleContext) -> Iterator[Diagnostic]:
     val_size = ctx.number("val_size")
     if val_size is not None and EPSILON < val_size < 1:
         yield ctx.error("streaming-val-size-fraction",
-                        f"val_size: {show(val_size)} is a fraction, but streaming needs a number of examples",
+                        f"val_size: {shown(val_size)} is a fraction, but streaming needs a number of examples",
                         "val_size", "write val_size as an integer count, e.g. 500; "
                         + lf_says("Streaming mode should have an integer val size."))
     if ctx.is_set("max_samples"):
@@ -160,7 +161,7 @@ def pixel_bounds(ctx: RuleContext) -> Iterator[Diagnostic]:
         if high is not None and low is not None and high < low:
             key = ctx.first_written(f"{kind}_max_pixels", f"{kind}_min_pixels")
             yield ctx.error("pixels-max-below-min",
-                            f"{kind}_max_pixels ({show(high)}) is smaller than {kind}_min_pixels ({show(low)})", key,
+                            f"{kind}_max_pixels ({shown(high)}) is smaller than {kind}_min_pixels ({shown(low)})", key,
                             f"raise {kind}_max_pixels or lower {kind}_min_pixels; "
                             + lf_says(f"`{kind}_max_pixels` cannot be smaller than `{kind}_min_pixels`."))
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from launcher.check.diagnostics import Diagnostic
-from launcher.check.rules.context import RuleContext, lf_says, show
+from launcher.check.rules.context import RuleContext, lf_says
+from launcher.check.schema_words import shown
 from launcher.lf.settings import EPSILON
 
 _SFT_ONLY = {
@@ -28,7 +29,7 @@ def sft_only_options(ctx: RuleContext) -> Iterator[Diagnostic]:
         return
     for key, lf_message in _SFT_ONLY.items():
         if ctx.flag(key):
-            yield ctx.error("sft-only-option", f"{key}: true applies only to stage: sft but stage is {show(stage)}",
+            yield ctx.error("sft-only-option", f"{key}: true applies only to stage: sft but stage is {shown(stage)}",
                             key, f"remove {key}; " + lf_says(lf_message))
 
 
@@ -94,7 +95,7 @@ def galore_apollo_with_deepspeed(ctx: RuleContext) -> Iterator[Diagnostic]:
 def fp8_with_quantization(ctx: RuleContext) -> Iterator[Diagnostic]:
     if ctx.flag("fp8") and ctx.is_set("quantization_bit"):
         yield ctx.error("fp8-with-quantization",
-                        f"fp8: true cannot be combined with quantization_bit: {show(ctx.raw('quantization_bit'))}",
+                        f"fp8: true cannot be combined with quantization_bit: {shown(ctx.raw('quantization_bit'))}",
                         "fp8", "disable fp8 or quantization; "
                         + lf_says("FP8 training is not compatible with quantization. Please disable one of them."))
 
@@ -103,7 +104,7 @@ def infer_backend_huggingface(ctx: RuleContext) -> Iterator[Diagnostic]:
     backend = ctx.text("infer_backend")
     if backend is not None and backend != "huggingface":
         yield ctx.error("infer-backend-in-training",
-                        f"infer_backend: expected 'huggingface' for training but got {show(backend)}", "infer_backend",
+                        f"infer_backend: expected 'huggingface' for training but got {shown(backend)}", "infer_backend",
                         "remove infer_backend; "
                         + lf_says("vLLM/SGLang backend is only available for API, CLI and Web."))
 
@@ -113,7 +114,7 @@ def adapter_needs_lora(ctx: RuleContext) -> Iterator[Diagnostic]:
     if ctx.is_set("adapter_name_or_path") and method is not None and method != "lora":
         yield ctx.error("adapter-needs-lora",
                         "adapter_name_or_path applies only to finetuning_type: lora but finetuning_type is "
-                        + show(method),
+                        + shown(method),
                         "adapter_name_or_path", "use finetuning_type: lora, or merge the adapter into the model first; "
                         + lf_says("Adapter is only valid for the LoRA method."))
 
@@ -125,7 +126,7 @@ def quantized_model_limits(ctx: RuleContext) -> Iterator[Diagnostic]:
     if method is not None and method not in ("lora", "oft"):
         yield ctx.error("quantization-needs-lora-or-oft",
                         "quantization_bit applies only to finetuning_type lora or oft but finetuning_type is "
-                        + show(method),
+                        + shown(method),
                         "quantization_bit", "use finetuning_type: lora (QLoRA) or remove quantization_bit; "
                         + lf_says("Quantization is only compatible with the LoRA or OFT method."))
     checks = (
@@ -171,7 +172,7 @@ def best_model_needs_matching_strategies(ctx: RuleContext) -> Iterator[Diagnosti
     if evaluate != save:
         yield ctx.error("best-model-strategy-mismatch",
                         f"load_best_model_at_end: true needs save_strategy equal to eval_strategy but got "
-                        f"save_strategy {show(save)} and eval_strategy {show(evaluate)}", "load_best_model_at_end",
+                        f"save_strategy {shown(save)} and eval_strategy {shown(evaluate)}", "load_best_model_at_end",
                         'set both to steps (or epoch); transformers stops with "--load_best_model_at_end requires '
                         'the save and eval strategy to match"')
 
@@ -179,7 +180,7 @@ def best_model_needs_matching_strategies(ctx: RuleContext) -> Iterator[Diagnosti
 def scheduler_needs_eval(ctx: RuleContext) -> Iterator[Diagnostic]:
     scheduler = ctx.text("lr_scheduler_type")
     if scheduler in ("reduce_lr_on_plateau", "greedy") and ctx.text("eval_strategy") == "no":
-        yield ctx.error("scheduler-needs-eval", f"lr_scheduler_type: {show(scheduler)} needs an eval_strategy",
+        yield ctx.error("scheduler-needs-eval", f"lr_scheduler_type: {shown(scheduler)} needs an eval_strategy",
                         "lr_scheduler_type", f"set eval_strategy: steps and eval data; transformers stops with "
                         f'"lr_scheduler_type {scheduler} requires an eval strategy"')
 

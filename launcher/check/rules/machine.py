@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from launcher.check.diagnostics import Diagnostic
-from launcher.check.rules.context import RuleContext, show
+from launcher.check.rules.context import RuleContext
+from launcher.check.schema_words import shown
 
 ENFORCED = "checked by `dpo-launch train` on the machine that runs the job, not by validate"
 _PRECISION = {
@@ -31,14 +32,14 @@ def flash_attention_needs_gpu(ctx: RuleContext) -> Iterator[Diagnostic]:
     kind = ctx.text("flash_attn")
     if kind in ("fa2", "fa3"):
         package = "flash-attn" if kind == "fa2" else "flash-attn 3 (hopper build)"
-        yield ctx.note("machine-flash-attention", f"flash_attn: {show(kind)} needs the {package} package and a "
+        yield ctx.note("machine-flash-attention", f"flash_attn: {shown(kind)} needs the {package} package and a "
                        "supported NVIDIA GPU", "flash_attn", ENFORCED + "; use 'auto' to let transformers choose")
 
 
 def quantization_needs_gpu(ctx: RuleContext) -> Iterator[Diagnostic]:
     for key in ("quantization_bit", "ref_model_quantization_bit"):
         if ctx.is_set(key):
-            yield ctx.note("machine-quantization", f"{key}: {show(ctx.raw(key))} quantizes on the fly with "
+            yield ctx.note("machine-quantization", f"{key}: {shown(ctx.raw(key))} quantizes on the fly with "
                            "bitsandbytes (by default), which needs the bitsandbytes package and a CUDA GPU", key,
                            ENFORCED)
 

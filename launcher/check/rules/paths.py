@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from launcher.check.diagnostics import Diagnostic
-from launcher.check.rules.context import RuleContext, path_kind, show
+from launcher.check.rules.context import RuleContext, path_kind
+from launcher.check.schema_words import shown
 
 # huggingface_hub's repo id rule (utils/_validators.py): optional namespace, word characters, '-', '.';
 # no leading or trailing '-'/'.', no '--' or '..'.
@@ -53,25 +54,25 @@ def _check_path(ctx: RuleContext, key: str, value: str, marker: str) -> Iterator
     what = "adapter" if marker == "adapter_config.json" else "model"
     if not looks_local(value, ctx.cwd):
         yield ctx.note("hub-id-not-checked",
-                       f"{key}: {show(value)} looks like a hub id and is not a local path; not checked offline", key)
+                       f"{key}: {shown(value)} looks like a hub id and is not a local path; not checked offline", key)
         return
     if value.startswith("~"):
-        yield ctx.error("path-tilde", f"{key}: {show(value)} starts with '~', which LLaMA-Factory does not expand",
-                        key, f"write the full path, e.g. {show(os.path.expanduser(value))}")
+        yield ctx.error("path-tilde", f"{key}: {shown(value)} starts with '~', which LLaMA-Factory does not expand",
+                        key, f"write the full path, e.g. {shown(os.path.expanduser(value))}")
         return
     path = ctx.cwd / value
     kind, reason = path_kind(path)
     if kind in ("missing", "unusable"):
         why = "does not exist" if kind == "missing" else f"cannot be used ({reason})"
-        yield ctx.error(f"{what}-path-not-found", f"{key}: local {what} directory {show(value)} {why} "
+        yield ctx.error(f"{what}-path-not-found", f"{key}: local {what} directory {shown(value)} {why} "
                         f"(resolved from {ctx.cwd})", key,
                         "relative paths resolve from the directory you launch in, as in LLaMA-Factory; "
                         "fix the path or run from the right directory")
     elif kind != "dir":
-        yield ctx.error(f"{what}-path-not-directory", f"{key}: expected a {what} directory but {show(value)} is a file",
+        yield ctx.error(f"{what}-path-not-directory", f"{key}: expected a {what} directory but {shown(value)} is a file",
                         key, f"point {key} at the directory that holds {marker}")
     elif path_kind(path / marker)[0] != "file":
-        yield ctx.error(f"{what}-config-missing", f"{key}: {show(value)} has no {marker}, so it is not a {what} "
+        yield ctx.error(f"{what}-config-missing", f"{key}: {shown(value)} has no {marker}, so it is not a {what} "
                         "directory", key, _missing_marker_hint(path, what))
 
 
@@ -105,7 +106,7 @@ def paths_outside_working_tree(ctx: RuleContext) -> Iterator[Diagnostic]:
             if root and resolved and resolved != root and root not in resolved.parents:
                 verb = "writes to" if key == "output_dir" else "reads from"
                 yield ctx.warning("path-outside-working-tree",
-                                  f"{key}: {show(value)} is outside the working tree ({root}); the job {verb} "
+                                  f"{key}: {shown(value)} is outside the working tree ({root}); the job {verb} "
                                   f"{resolved}",
                                   key, "make sure this is the location you mean: a config from elsewhere can point "
                                   "anywhere your account can read or write")
