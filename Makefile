@@ -1,9 +1,10 @@
 # The two set-up commands of the README: `make demo` and `make test`. Both create .venv on first use.
+# `make test-fast` is the tier to run while working: the in-process tests, under a minute on 2 cores.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast lint clean
 
 setup:
 	bash scripts/setup_env.sh
@@ -14,8 +15,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-bench: setup
-	$(PY) bench/run_all.py
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not subprocess"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .demo

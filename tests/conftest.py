@@ -1,31 +1,15 @@
-"""Shared test fixtures: run the CLI as a user would, in a subprocess, from a given directory."""
+"""Shared fixtures: the CLI runners (tests/support/cli.py) and the tiny model and workspaces for real training
+runs (tests/support/training.py). Test folders mirror the package: tests/check, tests/plan, tests/run, ..."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CASES = Path(__file__).resolve().parent / "cases"
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, cwd: Path | str | None = None, timeout: float = 600, env: dict | None = None,
-            **popen: object) -> subprocess.CompletedProcess:
-    """`dpo-launch ARGS` as a separate process; returns the completed process with text output."""
-    return subprocess.run([sys.executable, "-m", "launcher", *map(str, args)], cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=timeout, env=env or cli_env(), **popen)
+from support.cli import HEAVY, run_cli
+from support.training import *  # noqa: F401,F403  (tiny model and workspace fixtures)
 
 
 @pytest.fixture
@@ -33,4 +17,40 @@ def cli():
     return run_cli
 
 
-from fixtures_training import *  # noqa: E402,F401,F403  (tiny model and workspace fixtures)
+# `make test-fast` runs the tests marked neither `slow` nor `subprocess`. So that tier stays fast and in process,
+# an unmarked test that starts a process (in its body or in a fixture it sets up) or imports the training stack
+# fails, naming the marker to add.
+_unmarked: list[str] = []
+_real_popen_init = subprocess.Popen.__init__
+
+
+def _guarded_popen_init(self, args, *rest, **kwargs):
+    if _unmarked:
+        raise AssertionError(f"{_unmarked[0]} starts a process ({args!r}): mark it @pytest.mark.subprocess, or test "
+                             "the behaviour in process (support.cli.run_main)")
+    _real_popen_init(self, args, *rest, **kwargs)
+
+
+def pytest_configure(config):
+    subprocess.Popen.__init__ = _guarded_popen_init
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if not (item.get_closest_marker("subprocess") or item.get_closest_marker("slow")):
+        _unmarked[:] = [item.nodeid]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    heavy_before = {name for name in sys.modules if name.split(".")[0] in HEAVY}
+    yield
+    if _unmarked:
+        heavy = sorted({name.split(".")[0] for name in sys.modules if name.split(".")[0] in HEAVY} -
+                       {name.split(".")[0] for name in heavy_before})
+        assert not heavy, f"{item.nodeid} imports the training stack in process ({', '.join(heavy)}): mark it " \
+                          "@pytest.mark.slow"
+
+
+def pytest_runtest_teardown(item, nextitem):
+    _unmarked.clear()

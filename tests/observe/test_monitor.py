@@ -1,0 +1,181 @@
+"""`dpo-launch monitor RUN_DIR`: a snapshot (`--once`) and plain log lines from the run directory alone."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from launcher.observe.events import Scalar, read_all
+from launcher.observe.monitor import fmt, plain_lines, progress_line, sparkline
+from launcher.observe.run_state import RunState
+
+from support.cli import HEAVY, probe, run_cli
+from support.training import REWARD_TAGS, live_run
+
+
+@pytest.fixture
+def finished(tmp_path_factory, tiny_model_dir):
+    run = live_run(tmp_path_factory, tiny_model_dir)
+    assert run.returncode == 0, run.output[-3000:]
+    return run.out
+
+
+def latest(out, tag):
+    return [e.value for e in read_all(out / "tensorboard") if isinstance(e, Scalar) and e.tag == tag][-1]
+
+
+@pytest.mark.slow
+def test_once_on_a_finished_run_shows_the_final_reward_values(finished):
+    result = run_cli("monitor", finished, "--once")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "step 60/60 (100%) · finished · " in lines[1]
+    for tag in REWARD_TAGS:
+        label = tag.removeprefix("train/")
+        (row,) = [line for line in lines if line.startswith(f"│ {label} ")]
+        assert row.split()[2] == fmt(latest(finished, tag))
+        assert row.split()[-2] == fmt(latest(finished, tag.replace("train/", "eval/")))  # eval column
+
+
+@pytest.mark.slow
+def test_plain_follow_of_a_finished_run_prints_one_line_per_step_then_the_summary(finished):
+    result = run_cli("monitor", finished, "--interval", "0.1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # Step 1: policy == reference, so the loss is ln 2 and every reward is exactly 0.
+    assert lines[0] == ("step 1/60: loss=0.6931 rewards/accuracies=0.0000 rewards/margins=0.0000 "
+                        "rewards/chosen=0.0000 rewards/rejected=0.0000")
+    assert [line.split(":")[0] for line in lines if line.startswith("step ") and "finished" not in line] == \
+        [f"step {n}/60" for n in range(1, 61)]
+    # The final evaluation repeats step 60 (in a second event file): one line per step.
+    assert [line.split(":")[0] for line in lines if line.startswith("eval at")] == \
+        ["eval at step 20/60", "eval at step 40/60", "eval at step 60/60"]
+    assert lines[-1].startswith("step 60/60 (100%) · finished")
+
+
+@pytest.mark.slow
+def test_monitor_and_report_never_import_the_training_stack(finished, tmp_path):
+    for args in (["monitor", str(finished), "--once"], ["report", str(finished)]):
+        assert probe(args, tmp_path, tmp_path / "report.json", HEAVY) == {"exit": 0, "heavy": []}
+
+
+@pytest.mark.subprocess
+def test_a_run_dir_without_event_files_is_a_clear_error(tmp_path):
+    (tmp_path / "run" / "dpo-launch").mkdir(parents=True)
+    result = run_cli("monitor", tmp_path / "run", "--once")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"dpo-launch monitor: error: {tmp_path / 'run'}: no TensorBoard directory (looked for "
+        f"{tmp_path / 'run' / 'tensorboard'} and event files under {tmp_path / 'run'}); `dpo-launch train` writes "
+        f"them to <output_dir>/tensorboard once the first step is logged; check that RUN_DIR is the config's "
+        f"output_dir and report_to includes tensorboard\n")
+
+
+@pytest.mark.subprocess
+def test_a_missing_run_dir_is_a_clear_error(tmp_path):
+    result = run_cli("monitor", tmp_path / "nope")
+    expected = (f"dpo-launch monitor: error: {tmp_path / 'nope'}: no such directory (expected a run directory: "
+                f"the config's output_dir)\n")
+    assert (result.returncode, result.stderr) == (1, expected)
+
+
+def write_run(root, steps, grad_norm=lambda step: 1.0):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(root / "tensorboard")) as writer:
+        for step in range(1, steps + 1):
+            writer.add_scalar("train/loss", 0.7 - step / 1000, step, walltime=1000.0 + step / 2)
+            writer.add_scalar("train/grad_norm", grad_norm(step), step, walltime=1000.0 + step / 2)
+            writer.add_scalar("train/rewards/margins", step / 100, step, walltime=1000.0 + step / 2)
+    return root
+
+
+@pytest.mark.subprocess
+def test_without_the_worker_the_monitor_applies_the_alert_rules_to_the_event_files(tmp_path):
+    run = write_run(tmp_path / "plain-lf-run", 12, grad_norm=lambda step: 50.0 if step == 9 else 1.0)
+    result = run_cli("monitor", run, "--once")
+    assert result.returncode == 0, result.stderr
+    assert "warning[grad-norm-spike] step 9: grad_norm 50 is 50.0x the median 1 of the previous 8 points" in \
+        " ".join(line.strip("│ ") for line in result.stdout.splitlines())
+
+
+def test_plain_lines_follow_new_steps_and_progress_uses_the_logged_rate(tmp_path):
+    run = write_run(tmp_path / "run", 4)
+    state = RunState(run)
+    update = state.poll()
+    assert plain_lines(state, update) == [f"step {n}: loss={fmt(0.7 - n / 1000)} rewards/margins={fmt(n / 100)}"
+                                          for n in range(1, 5)]
+    assert progress_line(state) == "step 4 · ETA - · 2.00 steps/s"
+    assert state.poll().train_steps == []
+
+
+def test_sparkline_scales_between_min_and_max_and_marks_nan():
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([1.0, math.nan, 1.0]) == "▁·▁"
+    assert sparkline(list(range(100)), width=5) == "▁▃▅▆█"
+
+
+def test_numbers_are_formatted_for_reading():
+    assert [fmt(v) for v in (None, 0.69314, 0.0, 1.5e-5, 123456.0, math.nan)] == [
+        "-", "0.6931", "0.0000", "1.500e-05", "1.235e+05", "nan"]
+
+
+@pytest.mark.subprocess
+def test_follow_mode_prints_steps_as_they_are_written_and_exits_when_the_run_finishes(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO, cli_env
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "run" / "tensorboard"))
+    writer.add_scalar("progress/max_steps", 4, 0)
+    writer.add_scalar("train/loss", 0.69, 1)
+    writer.flush()
+    monitor = subprocess.Popen([sys.executable, "-m", "launcher", "monitor", str(tmp_path / "run"), "--interval",
+                                "0.1"], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, text=True)
+    assert monitor.stdout.readline() == "step 1/4: loss=0.6900\n"  # read before the later steps exist
+    for step in (2, 3, 4):
+        writer.add_scalar("train/loss", 0.69 - step / 100, step)
+    writer.add_scalar("train/train_runtime", 1.5, 4)  # HF logs it once training has ended
+    writer.close()
+    rest, _ = monitor.communicate(timeout=120)
+    assert monitor.returncode == 0
+    assert rest.splitlines()[:3] == ["step 2/4: loss=0.6700", "step 3/4: loss=0.6600", "step 4/4: loss=0.6500"]
+    assert rest.splitlines()[-1].startswith("step 4/4 (100%) · finished")
+
+
+def test_attached_live_view_draws_the_panel_until_stopped(tmp_path):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from launcher.observe.monitor import attach
+
+    write_run(tmp_path / "run", 5)
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    handle = attach(tmp_path / "run", console=console)
+    handle.stop()
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
+    assert f"dpo-launch monitor: {tmp_path / 'run'}" in screen
+    assert re.search(r"rewards/margins\s+0\.0500\s", screen)
+
+
+def test_attach_shows_nothing_when_stdout_is_not_a_terminal(tmp_path):
+    from launcher.observe.monitor import attach
+
+    assert attach(tmp_path) is None  # pytest captures stdout: not a terminal
+
+
+@pytest.mark.subprocess
+def test_a_folder_of_several_runs_is_not_read_as_one_run(tmp_path):
+    for run in ("run-a", "run-b"):  # e.g. pointing monitor at /tmp or at a folder of output_dirs
+        (tmp_path / run / "tensorboard").mkdir(parents=True)
+        (tmp_path / run / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"")
+
+    result = run_cli("monitor", tmp_path, "--once")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"dpo-launch monitor: error: {tmp_path}: no TensorBoard directory")

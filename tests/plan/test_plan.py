@@ -1,0 +1,172 @@
+"""`dpo-launch plan` end to end: a real subprocess on a demo-like workspace in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.cli import REPO, cli_env, run_cli
+from support.workspaces import CONFIG, write_workspace
+
+
+def plan(cwd: Path, *args: str):
+    return run_cli("plan", "config.yaml", *args, cwd=cwd, env=cli_env(HF_HUB_CACHE=str(cwd / "hub")))
+
+
+@pytest.mark.subprocess
+def test_plan_prints_reference_loss_and_batch_sections(tmp_path):
+    result = plan(write_workspace(tmp_path))
+    assert result.returncode == 0, result.stderr
+    sections = result.stdout.split("\n\n")
+    assert sections[0] == "dpo-launch plan for config.yaml (nothing is launched; memory is an estimate)"
+    assert sections[1] == ("Reference model: frozen-copy\n"
+                           "  a frozen copy of the base checkpoint (full fine-tuning): a second full model in memory")
+    assert sections[2] == (
+        "Loss: sigmoid (stage dpo)\n"
+        "  L = −(1−ε)·log σ(β·h) − ε·log σ(−β·h),  h = [log π(y_w|x) − log π_ref(y_w|x)] − "
+        "[log π(y_l|x) − log π_ref(y_l|x)] (summed log-probs)\n"
+        "  parameters: pref_beta=0.5, dpo_label_smoothing=0, pref_ftx=0, pref_bco_weight=0, ld_alpha=unset\n"
+        "  first-step loss (policy = reference): 0.6931, checked by the worker")
+    # 100 pairs / (4 per device x 1 process) = 25 batches; ceil(25 / 2) = 13 steps per epoch; 3 epochs = 39.
+    assert sections[3] == (
+        "Batch and steps\n"
+        "  world size: 1 = 1 node(s) × 1 process(es) per node\n"
+        "  effective batch: 8 = 4 per device × 2 accumulation × 1 processes (8 sequences per forward)\n"
+        "  data: 100 training examples (0 held out for evaluation): 13 optimizer steps per epoch, 39 in all "
+        "(3 epochs)")
+
+
+@pytest.mark.subprocess
+def test_plan_prints_the_memory_table_and_the_launch_it_would_run(tmp_path):
+    workspace = write_workspace(tmp_path)
+    result = plan(workspace)
+    out = result.stdout
+    assert "Memory per GPU (no DeepSpeed, 1 GPU): 251.20K parameters, 251.20K trainable; model size from " \
+           f"{workspace / 'model' / 'config.json'}" in out
+    rows = [" ".join(line.split()) for line in out.splitlines()]
+    assert "reference model 0.00 251K × 2 B, a full replica per GPU" in rows
+    assert "ZeRO-3 + offload optimizer/params 0.01" in rows
+    launch = out[out.index("Launch on node 0 of 1"):].split("\n\n")[0].splitlines()
+    assert launch == [
+        "Launch on node 0 of 1 (one process, cpu):",
+        f"  PYTHONPATH={REPO}",
+        "  PYTHONUNBUFFERED=1",
+        f"  TENSORBOARD_LOGGING_DIR={workspace / 'runs/demo/tensorboard'}",
+        f"  {sys.executable} -m launcher.worker --args-file {workspace / 'runs/demo/dpo-launch/resolved_config.json'}",
+    ]
+    assert out.splitlines()[-1] == "✓ plan ready, 0 warnings; run it with: dpo-launch train config.yaml"
+
+
+@pytest.mark.subprocess
+def test_plan_json_gives_the_same_as_data(tmp_path):
+    workspace = write_workspace(tmp_path, CONFIG.replace("finetuning_type: full", "finetuning_type: lora"))
+    result = plan(workspace, "--format", "json", "--nnodes", "2", "--nproc-per-node", "2",
+                  "--master-addr", "10.0.0.1", "--master-port", "29400")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert sorted(data) == ["batch", "config", "diagnostics", "launch", "loss", "memory", "reference"]
+    assert data["reference"]["kind"] == "adapter-disabled"
+    assert data["loss"]["parameters"]["pref_beta"] == 0.5
+    # world 4: ceil(100 / (4 x 4)) = 7 batches per rank; ceil(7 / 2) = 4 steps per epoch.
+    assert {k: data["batch"][k] for k in ("world_size", "effective_batch", "steps_per_epoch", "total_steps")} == {
+        "world_size": 4, "effective_batch": 32, "steps_per_epoch": 4, "total_steps": 12}
+    assert data["memory"]["terms"][3] == {"name": "reference model", "gib": 0.0,
+                                          "formula": "none: the policy with adapters disabled"}
+    assert data["memory"]["estimate"] is True
+    nodes = data["launch"]["nodes"]
+    assert [node["node_rank"] for node in nodes] == [0, 1]
+    for rank, node in enumerate(nodes):
+        argv = node["argv"]
+        assert argv[argv.index("--node_rank") + 1] == str(rank)
+        assert argv[argv.index("--master_addr") + 1] == "10.0.0.1"
+        assert argv[argv.index("--master_port") + 1] == "29400"
+        assert node["env_set"]["TENSORBOARD_LOGGING_DIR"] == str(workspace / "runs/demo/tensorboard")
+
+
+@pytest.mark.subprocess
+def test_plan_warns_about_the_sft_adapter_reference_trap(tmp_path):
+    config = CONFIG.replace("finetuning_type: full", "finetuning_type: lora\nadapter_name_or_path: saves/sft")
+    workspace = write_workspace(tmp_path, config)
+    (workspace / "saves" / "sft").mkdir(parents=True)
+    data = json.loads(plan(workspace, "--format", "json").stdout)
+    codes = [d["code"] for d in data["diagnostics"]]
+    assert codes.count("sft-adapter-reference") == 1
+    trap = data["diagnostics"][codes.index("sft-adapter-reference")]
+    assert (trap["severity"], trap["file"], trap["line"]) == ("warning", "config.yaml", 5)
+
+
+@pytest.mark.subprocess
+def test_plan_refuses_a_config_with_errors_and_prints_them(tmp_path):
+    workspace = write_workspace(tmp_path, CONFIG.replace("pref_loss: sigmoid", "pref_loss: sigmod"))
+    result = plan(workspace)
+    assert result.returncode == 1
+    assert "error[" in result.stdout and "sigmod" in result.stdout
+    assert "Reference model" not in result.stdout
+    assert result.stderr == ("dpo-launch plan: config.yaml has errors; fix them first "
+                             "(dpo-launch validate shows the same)\n")
+
+
+@pytest.mark.subprocess
+def test_plan_rejects_an_impossible_topology_as_a_usage_error(tmp_path):
+    result = plan(write_workspace(tmp_path), "--nnodes", "2", "--node-rank", "5")
+    assert result.returncode == 2
+    assert result.stderr == "dpo-launch: error: --node-rank must be in 0..1 for --nnodes 2 but got 5\n"
+
+
+@pytest.mark.subprocess
+def test_overrides_change_the_plan_as_they_change_training(tmp_path):
+    result = plan(write_workspace(tmp_path), "pref_loss=ipo", "pref_beta=0.25", "--format", "json")
+    loss = json.loads(result.stdout)["loss"]
+    assert (loss["name"], loss["first_step_loss"], loss["silently_sigmoid_under_llamafactory_cli"]) == (
+        "ipo", 4.0, True)
+
+
+@pytest.mark.subprocess
+def test_shipped_8b_config_plans_on_eight_gpus(tmp_path):
+    env = cli_env(HF_HUB_CACHE=str(tmp_path))
+    result = run_cli("plan", "config/llama3_8b_lora_dpo.yaml", "--no-data", "--nproc-per-node", "8",
+                     "--format", "json", cwd=REPO, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["reference"]["kind"] == "adapter-disabled"
+    assert data["memory"]["zero"] == "ZeRO-3"
+    assert data["memory"]["parameters"] == 8_030_261_248
+    assert data["batch"]["effective_batch"] == 64
+    assert 5 < data["memory"]["total_gib"] < 40
+    assert [d for d in data["diagnostics"] if d["severity"] == "error"] == []
+
+
+@pytest.mark.subprocess
+def test_shipped_8b_config_validates_without_data(tmp_path):
+    result = run_cli("validate", "config/llama3_8b_lora_dpo.yaml", "--no-data", "--format", "json", cwd=REPO,
+                     env=cli_env(HF_HUB_CACHE=str(tmp_path)))
+    assert result.returncode == 0, result.stdout
+    assert json.loads(result.stdout)["summary"]["errors"] == 0
+
+
+@pytest.mark.subprocess
+def test_plan_refuses_what_train_would_refuse_with_a_message(tmp_path):
+    result = plan(write_workspace(tmp_path, CONFIG.replace("output_dir: runs/demo\n", "")))
+    assert result.returncode == 1
+    assert result.stderr.endswith("dpo-launch plan: error: output_dir is not set; add `output_dir: <dir>` to the "
+                                  "config (the run directory)\n")
+
+
+@pytest.mark.subprocess
+def test_paths_with_spaces_stay_one_argv_element(tmp_path):
+    workspace = write_workspace(tmp_path, CONFIG.replace("output_dir: runs/demo", "output_dir: runs/my run"))
+    data = json.loads(plan(workspace, "--format", "json", "--nproc-per-node", "2").stdout)
+    argv = data["launch"]["nodes"][0]["argv"]
+    assert argv[argv.index("--args-file") + 1] == str(workspace / "runs/my run/dpo-launch/resolved_config.json")
+
+
+@pytest.mark.subprocess
+def test_plan_json_refusal_is_the_validate_report(tmp_path):
+    workspace = write_workspace(tmp_path, CONFIG.replace("pref_loss: sigmoid", "pref_loss: sigmod"))
+    result = plan(workspace, "--format", "json")
+    data = json.loads(result.stdout)
+    assert (result.returncode, data["ok"]) == (1, False)
+    assert "pref_loss" in [d["path"] for d in data["diagnostics"] if d["severity"] == "error"]
