@@ -18,7 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "launcher"
 LAYERS = (
-    ("launcher", "launcher.errors", "launcher.layout", "launcher.versions", "launcher.atomic"),
+    ("launcher", "launcher.errors", "launcher.layout", "launcher.versions", "launcher.atomic",
+     "launcher.run_status"),
     ("launcher.lf",),
     ("launcher.check",),
     ("launcher.plan",),
@@ -62,7 +63,8 @@ def stage(name: str) -> tuple[int, str]:
     """(layer index, the stage's package) of a module: the longest stage name it falls under."""
     matches = [(index, root) for index, roots in enumerate(LAYERS) for root in roots
                if name == root or (root != "launcher" and name.startswith(root + "."))]
-    return max(matches, key=lambda match: len(match[1])) if matches else (0, "launcher")
+    layer, root = max(matches, key=lambda match: len(match[1])) if matches else (0, "launcher")
+    return (0, "launcher") if layer == 0 else (layer, root)  # the shared vocabulary is one stage
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
