@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -10,7 +12,7 @@ from launcher.observe.events import Scalar, read_all
 from launcher.observe.monitor import fmt, plain_lines, progress_line, sparkline
 from launcher.observe.run_state import RunState
 
-from support.cli import HEAVY, probe, run_cli
+from support.cli import HEAVY, REPO, cli_env, probe, run_cli
 from support.training import REWARD_TAGS, live_run
 
 
@@ -121,12 +123,8 @@ def test_numbers_are_formatted_for_reading():
         "-", "0.6931", "0.0000", "1.500e-05", "1.235e+05", "nan"]
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow  # writes real event files with torch's SummaryWriter
 def test_follow_mode_prints_steps_as_they_are_written_and_exits_when_the_run_finishes(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import REPO, cli_env
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path / "run" / "tensorboard"))

@@ -39,22 +39,22 @@ def test_server_serves_the_reward_tags_and_stops_on_ctrl_c(tmp_path_factory, tin
     run = live_run(tmp_path_factory, tiny_model_dir)
     assert run.returncode == 0, run.output[-3000:]
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "launcher", "tensorboard", str(run.out), "--port", str(port)],
-                              cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first_line = server.stdout.readline()  # printed once the server answers
-        url = f"http://127.0.0.1:{port}/"
-        assert first_line == f"TensorBoard for {run.out / 'tensorboard'} at {url} (Ctrl-C to stop)\n", \
-            server.stderr.read() if server.poll() is not None else first_line
-        tags = get_json(url + "data/plugin/scalars/tags")
-        assert set(REWARD_TAGS) <= set(tags["."])
-        assert "progress/max_steps" in tags["dpo-launch"]
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 130
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    with subprocess.Popen([sys.executable, "-m", "launcher", "tensorboard", str(run.out), "--port", str(port)],
+                          cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
+        try:
+            first_line = server.stdout.readline()  # printed once the server answers
+            url = f"http://127.0.0.1:{port}/"
+            assert first_line == f"TensorBoard for {run.out / 'tensorboard'} at {url} (Ctrl-C to stop)\n", \
+                server.stderr.read() if server.poll() is not None else first_line
+            tags = get_json(url + "data/plugin/scalars/tags")
+            assert set(REWARD_TAGS) <= set(tags["."])
+            assert "progress/max_steps" in tags["dpo-launch"]
+            server.send_signal(signal.SIGINT)
+            assert server.wait(timeout=60) == 130
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
     assert not answers(url + "data/logdir")  # the TensorBoard child is gone too
 
 

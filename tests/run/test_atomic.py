@@ -153,12 +153,13 @@ def test_a_registration_killed_mid_write_leaves_dataset_info_byte_identical(tmp_
             print("writing", flush=True)
             time.sleep(600)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=work, env=cli_env(), stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline() == "writing\n"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    with subprocess.Popen([sys.executable, "-c", script], cwd=work, env=cli_env(), stdout=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            assert proc.stdout.readline() == "writing\n"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
     assert (work / "data/dataset_info.json").read_bytes() == before
     leftover = [p.name for p in (work / "data").iterdir() if p.name != "dataset_info.json"]
     assert len(leftover) == 1 and leftover[0].startswith(".dataset_info.json.") and leftover[0].endswith(".tmp")
