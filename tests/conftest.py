@@ -35,22 +35,25 @@ def pytest_configure(config):
     subprocess.Popen.__init__ = _guarded_popen_init
 
 
+_heavy_before: set[str] = set()
+
+
+def _heavy_loaded() -> set[str]:
+    return {name.split(".")[0] for name in sys.modules if name.split(".")[0] in HEAVY}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     if not (item.get_closest_marker("subprocess") or item.get_closest_marker("slow")):
         _unmarked[:] = [item.nodeid]
+        _heavy_before.clear()
+        _heavy_before.update(_heavy_loaded())
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    heavy_before = {name for name in sys.modules if name.split(".")[0] in HEAVY}
-    yield
-    if _unmarked:
-        heavy = sorted({name.split(".")[0] for name in sys.modules if name.split(".")[0] in HEAVY} -
-                       {name.split(".")[0] for name in heavy_before})
-        assert not heavy, f"{item.nodeid} imports the training stack in process ({', '.join(heavy)}): mark it " \
-                          "@pytest.mark.slow"
-
-
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item, nextitem):
-    _unmarked.clear()
+    unmarked, _unmarked[:] = list(_unmarked), []
+    if unmarked:
+        heavy = sorted(_heavy_loaded() - _heavy_before)
+        assert not heavy, f"{item.nodeid} imports the training stack in process ({', '.join(heavy)}), in the test " \
+                          "or a fixture it sets up: mark it @pytest.mark.slow"

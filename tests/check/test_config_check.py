@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import CASES, run_cli
+from support.cli import CASES, run_main
 
 CONFIG_CASES = CASES / "config"
 DIAGNOSTIC_KEYS = {"severity", "code", "file", "line", "column", "record", "path", "message", "hint"}
@@ -30,10 +30,9 @@ def case_args(case: Path) -> list[str]:
 
 
 def run_case(case: Path, *extra: str):
-    return run_cli("validate", *case_args(case), "--no-data", *extra, cwd=case)
+    return run_main("validate", *case_args(case), "--no-data", *extra, cwd=case)
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("case", cases("valid"), ids=lambda path: path.name)
 def test_valid_config_case_passes_with_exactly_the_expected_output(case):
     result = run_case(case)
@@ -42,7 +41,6 @@ def test_valid_config_case_passes_with_exactly_the_expected_output(case):
     assert result.stdout == (case / "expected.txt").read_text(encoding="utf-8")
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("case", cases("invalid"), ids=lambda path: path.name)
 def test_invalid_config_case_fails_with_exactly_the_expected_diagnostics(case):
     result = run_case(case)
@@ -51,7 +49,6 @@ def test_invalid_config_case_fails_with_exactly_the_expected_diagnostics(case):
     assert result.stdout == (case / "expected.txt").read_text(encoding="utf-8")
 
 
-@pytest.mark.subprocess
 def test_json_format_has_the_documented_shape():
     result = run_case(CONFIG_CASES / "invalid" / "override", "--format", "json")
     payload = json.loads(result.stdout)
@@ -68,7 +65,6 @@ def test_json_format_has_the_documented_shape():
     }
 
 
-@pytest.mark.subprocess
 def test_json_format_of_a_valid_config_reports_ok_and_no_diagnostics():
     result = run_case(CONFIG_CASES / "valid" / "dpo-lora", "--format", "json")
     payload = json.loads(result.stdout)

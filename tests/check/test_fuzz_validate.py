@@ -21,7 +21,7 @@ from test_adversarial_inputs import CONFIG, GOOD, make_workspace
 from launcher.check.diagnostics import ERROR, Diagnostic
 from launcher.check.validation import validate
 
-from support.cli import run_cli
+from support.cli import run_main
 
 # Errors about a whole file or a key that is absent have no line to point at.
 FILE_LEVEL_CODES = {"config-unreadable", "config-empty", "json-syntax", "yaml-syntax", "required", "data-unreadable",
@@ -206,7 +206,6 @@ def test_random_bytes_as_a_data_file_never_raise(workspace, data):
     check_located(validate_data_bytes(workspace, data))
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("seed", range(6))
 def test_cli_exits_zero_or_one_without_a_traceback_on_fuzzed_files(tmp_path, seed):
     rng = random.Random(seed)
@@ -214,7 +213,7 @@ def test_cli_exits_zero_or_one_without_a_traceback_on_fuzzed_files(tmp_path, see
     (root / "fuzz.yaml").write_bytes(config_text(rng) if seed % 2 else CONFIG.encode())
     (root / "data" / "prefs.jsonl").write_bytes(data_bytes(rng, 10))
     for output_format in ("text", "json"):
-        done = run_cli("validate", "fuzz.yaml", "--format", output_format, cwd=root, timeout=60)
+        done = run_main("validate", "fuzz.yaml", "--format", output_format, cwd=root, timeout=60)
         assert done.returncode in (0, 1), done.stderr
         assert "Traceback" not in done.stdout + done.stderr
         if output_format == "json":

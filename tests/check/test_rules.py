@@ -15,7 +15,7 @@ from launcher.check.config import load_config
 from launcher.check.diagnostics import ERROR
 from launcher.check.rules.registry import check_rules
 
-from support.cli import run_cli
+from support.cli import run_main
 
 # A valid LoRA DPO config whose model is a local directory with a config.json (created by `workspace`).
 BASE = """\
@@ -191,11 +191,10 @@ def test_rules_skip_values_of_the_wrong_type_instead_of_crashing(workspace, key)
 
 # --- end to end: `dpo-launch validate` runs these rules after the schema ------------------------------------
 
-@pytest.mark.subprocess
 def test_validate_reports_rule_errors_and_warnings_in_file_order_and_exits_1(workspace):
     (workspace / "config.yaml").write_text(BASE + "pref_loss: ipo\ndpo_label_smoothing: 0.1\n")
 
-    result = run_cli("validate", "config.yaml", "--no-data", cwd=workspace)
+    result = run_main("validate", "config.yaml", "--no-data", cwd=workspace)
 
     assert (result.returncode, result.stderr) == (1, "")
     assert result.stdout.splitlines() == [
@@ -209,21 +208,19 @@ def test_validate_reports_rule_errors_and_warnings_in_file_order_and_exits_1(wor
         "✗ 1 error, 1 warning in config.yaml"]
 
 
-@pytest.mark.subprocess
 def test_validate_accepts_a_config_whose_rules_only_warn_or_note(workspace):
     (workspace / "config.yaml").write_text(BASE + "pref_loss: hinge\nbf16: true\n")
 
-    result = run_cli("validate", "config.yaml", "--no-data", cwd=workspace)
+    result = run_main("validate", "config.yaml", "--no-data", cwd=workspace)
 
     assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "✓ 0 errors, 1 warning, 1 note in config.yaml")
 
 
-@pytest.mark.subprocess
 def test_validate_json_output_locates_rule_diagnostics_in_the_deepspeed_file(workspace):
     (workspace / "ds.json").write_text('{\n  "optimizer": {"type": "AdamW"}\n}\n')
     (workspace / "config.yaml").write_text(BASE + "deepspeed: ds.json\n")
 
-    result = run_cli("validate", "config.yaml", "--no-data", "--format", "json", cwd=workspace)
+    result = run_main("validate", "config.yaml", "--no-data", "--format", "json", cwd=workspace)
     diagnostics = json.loads(result.stdout)["diagnostics"]
     found = [(d["code"], d["file"], d["line"], d["column"], d["path"]) for d in diagnostics]
 

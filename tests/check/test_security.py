@@ -14,7 +14,7 @@ from test_adversarial_inputs import CONFIG, INFO, make_workspace
 
 from launcher.check.validation import validate
 
-from support.cli import REPO, run_cli
+from support.cli import REPO, run_main
 
 LAUNCHER = REPO / "launcher"
 SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
@@ -120,29 +120,26 @@ def hostile_workspace(root: Path) -> Path:
     return root
 
 
-@pytest.mark.subprocess
 def test_shell_metacharacters_in_config_values_are_inert_in_validate(tmp_path):
     root = hostile_workspace(tmp_path)
-    done = run_cli("validate", "c.yaml", "--format", "json", cwd=root, timeout=60)
+    done = run_main("validate", "c.yaml", "--format", "json", cwd=root, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["summary"]["data"]["datasets"][HOSTILE_DATASET]["checked"] is True
     assert sorted(p.name for p in root.iterdir()) == ["c.yaml", "data"]
 
 
-@pytest.mark.subprocess
 def test_undefined_hostile_dataset_name_is_only_reported(tmp_path):
     root = make_workspace(tmp_path)
     (root / "c.yaml").write_text(CONFIG.replace("dataset: prefs", f"dataset: '{HOSTILE_DATASET}'"))
-    done = run_cli("validate", "c.yaml", cwd=root, timeout=60)
+    done = run_main("validate", "c.yaml", cwd=root, timeout=60)
     assert done.returncode == 1
     assert f"dataset '{HOSTILE_DATASET}' is not defined" in done.stdout
     assert not (root / "PWNED").exists()
 
 
-@pytest.mark.subprocess
 def test_train_dry_run_passes_hostile_values_as_single_arguments_and_runs_nothing(tmp_path):
     root = hostile_workspace(tmp_path)
-    done = run_cli("train", "c.yaml", "--dry-run", cwd=root, timeout=120)
+    done = run_main("train", "c.yaml", "--dry-run", cwd=root, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     command = done.stdout.split("command:\n", 1)[1].strip().splitlines()[0]
     argv = shlex.split(command)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import REPO, run_cli
+from support.cli import REPO, run_cli, run_main
 
 DEMO_CONFIGS = ["config/demo_dpo.yaml", "config/demo_kto.yaml"]
 # The GPU example names LLaMA-Factory's own dpo_en_demo, which lives in LLaMA-Factory's data/, not ours.
@@ -32,10 +32,9 @@ def test_demo_config_and_every_demo_record_validate_without_errors(config, tiny_
     assert json.loads(result.stdout)["summary"]["data"]["would_drop"] == 0
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("config", GPU_CONFIGS)
 def test_gpu_example_config_validates_without_errors_or_warnings(config):
-    result = run_cli("validate", config, "--no-data", "--format", "json", cwd=REPO)
+    result = run_main("validate", config, "--no-data", "--format", "json", cwd=REPO)
     errors, warnings = errors_and_warnings(result.stdout)
 
     assert (result.returncode, errors, warnings) == (0, [], [])

@@ -16,7 +16,7 @@ from launcher.check.data.records import RecordChecker
 from launcher.check.data.verdicts import Attr
 from launcher.convert.formats import FORMATS, detect
 
-from support.cli import CASES, run_cli
+from support.cli import CASES, run_cli, run_main
 
 CASE_DIR = CASES / "convert"
 CASE_NAMES = sorted(p.name for p in CASE_DIR.iterdir() if p.is_dir())
@@ -51,32 +51,29 @@ def test_every_case_is_listed_with_its_format():
     assert set(DETECTED.values()) == set(FORMATS)
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_case_converts_to_the_expected_rows_and_messages(case, tmp_path):
     work, args = copy_case(case, tmp_path)
-    done = run_cli("convert", input_name(work), "--out", "out.jsonl", *args, cwd=work)
+    done = run_main("convert", input_name(work), "--out", "out.jsonl", *args, cwd=work)
     assert (done.returncode, done.stdout, done.stderr) == (0, (work / "stdout.txt").read_text(),
                                                             (work / "stderr.txt").read_text())
     assert (work / "out.jsonl").read_text(encoding="utf-8") == (work / "expected.jsonl").read_text(encoding="utf-8")
     assert f"detected format '{DETECTED[case]}'" in done.stderr
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_naming_the_detected_format_gives_the_same_rows_without_the_detection_note(case, tmp_path):
     work, args = copy_case(case, tmp_path)
-    done = run_cli("convert", input_name(work), "--from", DETECTED[case], "--out", "out.jsonl", *args, cwd=work)
+    done = run_main("convert", input_name(work), "--from", DETECTED[case], "--out", "out.jsonl", *args, cwd=work)
     assert done.returncode == 0, done.stderr
     assert "detected" not in done.stderr
     assert (work / "out.jsonl").read_text(encoding="utf-8") == (work / "expected.jsonl").read_text(encoding="utf-8")
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_registered_rows_pass_validates_record_checks(case, tmp_path):
     work, args = copy_case(case, tmp_path)
-    done = run_cli("convert", input_name(work), "--out", "data/out.jsonl", *args,
+    done = run_main("convert", input_name(work), "--out", "data/out.jsonl", *args,
                    "--register", "data/dataset_info.json", "--name", "converted", cwd=work)
     assert done.returncode == 0, done.stderr
     entry = json.loads((work / "data/dataset_info.json").read_text())["converted"]
@@ -117,15 +114,14 @@ def test_llamafactory_turns_registered_rows_into_training_examples(case, tmp_pat
         assert [e["_response"][1]["content"] == "" for e in examples] == [row["label"] for row in rows]
 
 
-@pytest.mark.subprocess
 def test_validate_accepts_a_converted_and_registered_dataset(tmp_path):
     work, _ = copy_case("ultrafeedback", tmp_path)
-    run_cli("convert", "input.jsonl", "--out", "data/prefs.jsonl", "--register", "data/dataset_info.json",
+    run_main("convert", "input.jsonl", "--out", "data/prefs.jsonl", "--register", "data/dataset_info.json",
             "--name", "prefs", cwd=work)
     (work / "dpo.yaml").write_text("model_name_or_path: Qwen/Qwen3-0.6B\nstage: dpo\ndo_train: true\n"
                                    "finetuning_type: lora\ndataset: prefs\ndataset_dir: data\n"
                                    "template: qwen3_nothink\noutput_dir: out\n")
-    done = run_cli("validate", "dpo.yaml", cwd=work)
+    done = run_main("validate", "dpo.yaml", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -153,10 +149,9 @@ def test_detection_gives_up_on_shapes_it_does_not_know(record):
     assert detect(record) is None
 
 
-@pytest.mark.subprocess
 def test_an_undetectable_file_names_its_keys_and_the_formats(tmp_path):
     (tmp_path / "in.jsonl").write_text('{"question": "q", "answer": "a"}\n')
-    done = run_cli("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == ("in.jsonl:1: error[unknown-format]: record 0 has answer, question, which matches none of "
                            "the formats trl, openai, sharegpt-strings, hh, ultrafeedback, alpaca (pass --from FORMAT; "
@@ -164,50 +159,44 @@ def test_an_undetectable_file_names_its_keys_and_the_formats(tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
-@pytest.mark.subprocess
 def test_an_unknown_format_is_a_usage_error_with_a_suggestion(tmp_path):
-    done = run_cli("convert", "in.jsonl", "--from", "ultrafeedbak", "--out", "out.jsonl", cwd=tmp_path)
+    done = run_main("convert", "in.jsonl", "--from", "ultrafeedbak", "--out", "out.jsonl", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, ("dpo-launch: error: --from: expected one of trl, openai, "
                                                "sharegpt-strings, hh, ultrafeedback, alpaca but got 'ultrafeedbak' "
                                                "(did you mean 'ultrafeedback'?)\n"))
 
 
-@pytest.mark.subprocess
 def test_format_aliases_are_accepted(tmp_path):
     work, _ = copy_case("hh", tmp_path)
-    assert run_cli("convert", "input.jsonl", "--from", "hh-rlhf", "--out", "o.jsonl", cwd=work).returncode == 0
+    assert run_main("convert", "input.jsonl", "--from", "hh-rlhf", "--out", "o.jsonl", cwd=work).returncode == 0
 
 
-@pytest.mark.subprocess
 def test_an_output_name_llamafactory_would_not_read_as_json_is_a_usage_error(tmp_path):
-    done = run_cli("convert", "in.jsonl", "--out", "out.txt", cwd=tmp_path)
+    done = run_main("convert", "in.jsonl", "--out", "out.txt", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr == ("dpo-launch: error: --out: expected a .jsonl or .json file name but got 'out.txt' "
                            "(LLaMA-Factory picks its reader from the extension)\n")
 
 
-@pytest.mark.subprocess
 def test_a_missing_input_is_reported_with_its_path(tmp_path):
-    done = run_cli("convert", "nope.jsonl", "--out", "out.jsonl", cwd=tmp_path)
+    done = run_main("convert", "nope.jsonl", "--out", "out.jsonl", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (1, "nope.jsonl: error[not-found]: no such file\n")
 
 
-@pytest.mark.subprocess
 def test_more_skipped_records_than_the_cap_are_summarised(tmp_path):
     rows = [{"prompt": "q", "chosen": "a", "rejected": "b"}] + [{"prompt": "q", "chosen": "", "rejected": "b"}] * 25
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    done = run_cli("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
     assert done.returncode == 0
     assert done.stderr.splitlines()[-1] == "in.jsonl: 5 more records not converted; use --verbose to list them"
     assert done.stdout == "converted 1 of 26 records; 25 skipped: 25 empty chosen\nwrote out.jsonl (1 pair)\n"
-    verbose = run_cli("convert", "in.jsonl", "--out", "out.jsonl", "--force", "--verbose", cwd=tmp_path)
+    verbose = run_main("convert", "in.jsonl", "--out", "out.jsonl", "--force", "--verbose", cwd=tmp_path)
     assert sum("warning[empty-chosen]" in line for line in verbose.stderr.splitlines()) == 25
 
 
-@pytest.mark.subprocess
 def test_strict_fails_on_any_skipped_record_and_writes_nothing(tmp_path):
     work, _ = copy_case("skipped", tmp_path)
-    done = run_cli("convert", "input.jsonl", "--out", "out.jsonl", "--strict", cwd=work)
+    done = run_main("convert", "input.jsonl", "--out", "out.jsonl", "--strict", cwd=work)
     assert (done.returncode, done.stdout) == (1, "")
     lines = done.stderr.splitlines()
     assert lines[1] == "input.jsonl:2: error[empty-chosen]: record 1: chosen is empty"
@@ -216,64 +205,57 @@ def test_strict_fails_on_any_skipped_record_and_writes_nothing(tmp_path):
     assert not (work / "out.jsonl").exists() and leftovers(work) == []
 
 
-@pytest.mark.subprocess
 def test_strict_passes_when_every_record_converts(tmp_path):
     work, _ = copy_case("trl-standard", tmp_path)
-    assert run_cli("convert", "input.jsonl", "--out", "out.jsonl", "--strict", cwd=work).returncode == 0
+    assert run_main("convert", "input.jsonl", "--out", "out.jsonl", "--strict", cwd=work).returncode == 0
 
 
-@pytest.mark.subprocess
 def test_a_file_where_nothing_converts_is_an_error(tmp_path):
     (tmp_path / "in.jsonl").write_text('{"prompt": "q", "chosen": "", "rejected": "b"}\n')
-    done = run_cli("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == ("in.jsonl: error[nothing-converted]: none of the 1 records converted; "
                                             "out.jsonl not written")
     assert not (tmp_path / "out.jsonl").exists()
 
 
-@pytest.mark.subprocess
 def test_a_broken_json_array_stops_with_its_location_and_leaves_no_output(tmp_path):
     (tmp_path / "in.json").write_text('[\n {"prompt": "q", "chosen": "a", "rejected": "b"},\n {"prompt": "q",,}\n]\n')
-    done = run_cli("convert", "in.json", "--from", "trl", "--out", "out.jsonl", cwd=tmp_path)
+    done = run_main("convert", "in.json", "--from", "trl", "--out", "out.jsonl", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == ("in.json:3:17: error[invalid-json]: record 1: invalid JSON: Expecting property name "
                            "enclosed in double quotes; out.jsonl not written\n")
     assert not (tmp_path / "out.jsonl").exists() and leftovers(tmp_path) == []
 
 
-@pytest.mark.subprocess
 def test_an_existing_output_is_kept_unless_forced(tmp_path):
     work, _ = copy_case("trl-standard", tmp_path)
     (work / "out.jsonl").write_text("mine\n")
-    done = run_cli("convert", "input.jsonl", "--out", "out.jsonl", cwd=work)
+    done = run_main("convert", "input.jsonl", "--out", "out.jsonl", cwd=work)
     assert (done.returncode, done.stderr) == (1, ("out.jsonl: error[exists]: the file exists and would be "
                                                  "overwritten (pass --force to overwrite it)\n"))
     assert (work / "out.jsonl").read_text() == "mine\n"
-    assert run_cli("convert", "input.jsonl", "--out", "out.jsonl", "--force", cwd=work).returncode == 0
+    assert run_main("convert", "input.jsonl", "--out", "out.jsonl", "--force", cwd=work).returncode == 0
     assert (work / "out.jsonl").read_text() == (work / "expected.jsonl").read_text()
 
 
-@pytest.mark.subprocess
 def test_the_input_is_never_the_output(tmp_path):
     (tmp_path / "in.jsonl").write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
-    done = run_cli("convert", "in.jsonl", "--out", "in.jsonl", "--force", cwd=tmp_path)
+    done = run_main("convert", "in.jsonl", "--out", "in.jsonl", "--force", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (1, ("in.jsonl: error[same-file]: OUT is the input file; write the "
                                                  "converted data to a new file\n"))
 
 
-@pytest.mark.subprocess
 def test_paths_with_spaces_work_end_to_end(tmp_path):
     (tmp_path / "my data").mkdir()
     (tmp_path / "my data/in put.jsonl").write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
-    done = run_cli("convert", "my data/in put.jsonl", "--out", "out dir/o k.jsonl", "--register",
+    done = run_main("convert", "my data/in put.jsonl", "--out", "out dir/o k.jsonl", "--register",
                    "out dir/dataset_info.json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out dir/dataset_info.json").read_text())["o k"]["file_name"] == "o k.jsonl"
     assert len(read_rows(tmp_path / "out dir/o k.jsonl")) == 1
 
 
-@pytest.mark.subprocess
 def test_parquet_input_converts_like_json_lines(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -281,7 +263,7 @@ def test_parquet_input_converts_like_json_lines(tmp_path):
     work, _ = copy_case("ultrafeedback", tmp_path)
     rows = read_rows(work / "input.jsonl")[:1]
     pq.write_table(pa.Table.from_pylist(rows), work / "input.parquet")
-    done = run_cli("convert", "input.parquet", "--out", "out.jsonl", cwd=work)
+    done = run_main("convert", "input.parquet", "--out", "out.jsonl", cwd=work)
     assert done.returncode == 0, done.stderr
     assert read_rows(work / "out.jsonl") == read_rows(work / "expected.jsonl")[:1]
 

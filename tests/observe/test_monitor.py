@@ -12,7 +12,8 @@ from launcher.observe.events import Scalar, read_all
 from launcher.observe.monitor import fmt, plain_lines, progress_line, sparkline
 from launcher.observe.run_state import RunState
 
-from support.cli import HEAVY, REPO, cli_env, probe, run_cli
+from support.cli import HEAVY, REPO, cli_env, probe, run_cli, run_main
+from support.events import EventWriter
 from support.training import REWARD_TAGS, live_run
 
 
@@ -62,10 +63,9 @@ def test_monitor_and_report_never_import_the_training_stack(finished, tmp_path):
         assert probe(args, tmp_path, tmp_path / "report.json", HEAVY) == {"exit": 0, "heavy": []}
 
 
-@pytest.mark.subprocess
 def test_a_run_dir_without_event_files_is_a_clear_error(tmp_path):
     (tmp_path / "run" / "dpo-launch").mkdir(parents=True)
-    result = run_cli("monitor", tmp_path / "run", "--once")
+    result = run_main("monitor", tmp_path / "run", "--once")
     assert result.returncode == 1
     assert result.stderr == (
         f"dpo-launch monitor: error: {tmp_path / 'run'}: no TensorBoard directory (looked for "
@@ -74,29 +74,25 @@ def test_a_run_dir_without_event_files_is_a_clear_error(tmp_path):
         f"output_dir and report_to includes tensorboard\n")
 
 
-@pytest.mark.subprocess
 def test_a_missing_run_dir_is_a_clear_error(tmp_path):
-    result = run_cli("monitor", tmp_path / "nope")
+    result = run_main("monitor", tmp_path / "nope")
     expected = (f"dpo-launch monitor: error: {tmp_path / 'nope'}: no such directory (expected a run directory: "
                 f"the config's output_dir)\n")
     assert (result.returncode, result.stderr) == (1, expected)
 
 
 def write_run(root, steps, grad_norm=lambda step: 1.0):
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(root / "tensorboard")) as writer:
-        for step in range(1, steps + 1):
-            writer.add_scalar("train/loss", 0.7 - step / 1000, step, walltime=1000.0 + step / 2)
-            writer.add_scalar("train/grad_norm", grad_norm(step), step, walltime=1000.0 + step / 2)
-            writer.add_scalar("train/rewards/margins", step / 100, step, walltime=1000.0 + step / 2)
+    writer = EventWriter(root / "tensorboard")
+    for step in range(1, steps + 1):
+        writer.add_scalar("train/loss", 0.7 - step / 1000, step, walltime=1000.0 + step / 2)
+        writer.add_scalar("train/grad_norm", grad_norm(step), step, walltime=1000.0 + step / 2)
+        writer.add_scalar("train/rewards/margins", step / 100, step, walltime=1000.0 + step / 2)
     return root
 
 
-@pytest.mark.subprocess
 def test_without_the_worker_the_monitor_applies_the_alert_rules_to_the_event_files(tmp_path):
     run = write_run(tmp_path / "plain-lf-run", 12, grad_norm=lambda step: 50.0 if step == 9 else 1.0)
-    result = run_cli("monitor", run, "--once")
+    result = run_main("monitor", run, "--once")
     assert result.returncode == 0, result.stderr
     assert "warning[grad-norm-spike] step 9: grad_norm 50 is 50.0x the median 1 of the previous 8 points" in \
         " ".join(line.strip("│ ") for line in result.stdout.splitlines())
@@ -123,22 +119,18 @@ def test_numbers_are_formatted_for_reading():
         "-", "0.6931", "0.0000", "1.500e-05", "1.235e+05", "nan"]
 
 
-@pytest.mark.slow  # writes real event files with torch's SummaryWriter
+@pytest.mark.subprocess
 def test_follow_mode_prints_steps_as_they_are_written_and_exits_when_the_run_finishes(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(tmp_path / "run" / "tensorboard"))
+    writer = EventWriter(tmp_path / "run" / "tensorboard")
     writer.add_scalar("progress/max_steps", 4, 0)
     writer.add_scalar("train/loss", 0.69, 1)
-    writer.flush()
-    monitor = subprocess.Popen([sys.executable, "-m", "launcher", "monitor", str(tmp_path / "run"), "--interval",
-                                "0.1"], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, text=True)
-    assert monitor.stdout.readline() == "step 1/4: loss=0.6900\n"  # read before the later steps exist
-    for step in (2, 3, 4):
-        writer.add_scalar("train/loss", 0.69 - step / 100, step)
-    writer.add_scalar("train/train_runtime", 1.5, 4)  # HF logs it once training has ended
-    writer.close()
-    rest, _ = monitor.communicate(timeout=120)
+    with subprocess.Popen([sys.executable, "-m", "launcher", "monitor", str(tmp_path / "run"), "--interval", "0.1"],
+                          cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, text=True) as monitor:
+        assert monitor.stdout.readline() == "step 1/4: loss=0.6900\n"  # read before the later steps exist
+        for step in (2, 3, 4):
+            writer.add_scalar("train/loss", 0.69 - step / 100, step)
+        writer.add_scalar("train/train_runtime", 1.5, 4)  # HF logs it once training has ended
+        rest, _ = monitor.communicate(timeout=120)
     assert monitor.returncode == 0
     assert rest.splitlines()[:3] == ["step 2/4: loss=0.6700", "step 3/4: loss=0.6600", "step 4/4: loss=0.6500"]
     assert rest.splitlines()[-1].startswith("step 4/4 (100%) · finished")

@@ -9,7 +9,7 @@ import pytest
 from launcher.observe.report import ema, final_and_best
 from launcher.observe.run_state import RunState
 
-from support.cli import run_cli
+from support.cli import run_cli, run_main
 from support.training import live_run
 
 PLOTS = ["loss.png", "rewards_chosen.png", "rewards_rejected.png", "rewards_margins.png",
@@ -77,9 +77,8 @@ def test_metrics_table_has_final_and_best_for_train_and_eval(report):
     assert rows[0].endswith(f"| {final[1]:.4f} (step {final[0]}) | {best[1]:.4f} (step {best[0]}) |")
 
 
-@pytest.mark.subprocess
 def test_a_run_dir_without_event_files_is_a_clear_error(tmp_path):
-    result = run_cli("report", tmp_path)
+    result = run_main("report", tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith(f"dpo-launch report: error: {tmp_path}: no TensorBoard directory")
     assert not (tmp_path / "dpo-launch").exists()

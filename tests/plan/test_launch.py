@@ -14,7 +14,7 @@ import pytest
 from launcher.plan.launch import PACKAGE_ROOT, REROUTING_SWITCHES, LaunchSpec, build_launch, describe
 from launcher.plan.topology import Topology, first_slurm_host, free_port
 
-from support.cli import cli_env
+from support.cli import cli_env, run_main
 
 PY = "/opt/py/bin/python"
 OUT = Path("/runs/demo")
@@ -186,11 +186,10 @@ def test_the_torchrun_wrapper_ends_a_signalled_launch_with_128_plus_the_signal_a
 
 # --- through the CLI ---------------------------------------------------------------------------------------
 
-@pytest.mark.subprocess
-def test_dry_run_prints_the_command_and_environment_and_writes_nothing(dpo_workspace, cli):
-    ws = dpo_workspace
+def test_dry_run_prints_the_command_and_environment_and_writes_nothing(planned_workspace):
+    ws = planned_workspace
     env = {k: v for k, v in cli_env().items() if k != "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"}
-    result = cli("train", ws.config, "--dry-run", "--nproc-per-node", "2", "--master-port", "29999", cwd=ws.root,
+    result = run_main("train", ws.config, "--dry-run", "--nproc-per-node", "2", "--master-port", "29999", cwd=ws.root,
                  env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -203,10 +202,9 @@ def test_dry_run_prints_the_command_and_environment_and_writes_nothing(dpo_works
     assert not ws.out.exists()
 
 
-@pytest.mark.subprocess
-def test_a_shell_command_in_output_dir_is_just_a_directory_name(dpo_workspace, cli):
-    ws = dpo_workspace
-    result = cli("train", ws.config, "output_dir=x; rm -rf ~", "--dry-run", cwd=ws.root)
+def test_a_shell_command_in_output_dir_is_just_a_directory_name(planned_workspace):
+    ws = planned_workspace
+    result = run_main("train", ws.config, "output_dir=x; rm -rf ~", "--dry-run", cwd=ws.root)
     assert result.returncode == 0, result.stderr
     args_file = ws.root / "x; rm -rf ~" / "dpo-launch" / "resolved_config.json"
     assert result.stdout.splitlines()[-1] == "  " + shlex.join(
@@ -214,12 +212,11 @@ def test_a_shell_command_in_output_dir_is_just_a_directory_name(dpo_workspace, c
     assert not (ws.root / "x; rm -rf ~").exists()
 
 
-@pytest.mark.subprocess
-def test_inside_a_slurm_allocation_the_launch_follows_slurms_nodes(dpo_workspace, cli):
-    ws = dpo_workspace
+def test_inside_a_slurm_allocation_the_launch_follows_slurms_nodes(planned_workspace):
+    ws = planned_workspace
     slurm = {"SLURM_JOB_ID": "77", "SLURM_NNODES": "2", "SLURM_NODEID": "1", "SLURM_NTASKS_PER_NODE": "1",
              "SLURM_JOB_NODELIST": "node[3-4]"}
-    result = cli("train", ws.config, "--dry-run", cwd=ws.root, env=cli_env(**slurm))
+    result = run_main("train", ws.config, "--dry-run", cwd=ws.root, env=cli_env(**slurm))
     assert result.returncode == 0, result.stderr
     command = result.stdout.splitlines()[-1].split()
     assert command[3:15] == ["--nnodes", "2", "--nproc_per_node", "1", "--node_rank", "1", "--master_addr", "node3",

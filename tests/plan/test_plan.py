@@ -1,4 +1,4 @@
-"""`dpo-launch plan` end to end: a real subprocess on a demo-like workspace in tmp_path."""
+"""`dpo-launch plan` end to end, in process (`main(argv)`), on a demo-like workspace in tmp_path."""
 
 from __future__ import annotations
 
@@ -6,17 +6,14 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
-from support.cli import REPO, cli_env, run_cli
+from support.cli import REPO, cli_env, run_main
 from support.workspaces import CONFIG, write_workspace
 
 
 def plan(cwd: Path, *args: str):
-    return run_cli("plan", "config.yaml", *args, cwd=cwd, env=cli_env(HF_HUB_CACHE=str(cwd / "hub")))
+    return run_main("plan", "config.yaml", *args, cwd=cwd, env=cli_env(HF_HUB_CACHE=str(cwd / "hub")))
 
 
-@pytest.mark.subprocess
 def test_plan_prints_reference_loss_and_batch_sections(tmp_path):
     result = plan(write_workspace(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -39,7 +36,6 @@ def test_plan_prints_reference_loss_and_batch_sections(tmp_path):
         "(3 epochs)")
 
 
-@pytest.mark.subprocess
 def test_plan_prints_the_memory_table_and_the_launch_it_would_run(tmp_path):
     workspace = write_workspace(tmp_path)
     result = plan(workspace)
@@ -60,7 +56,6 @@ def test_plan_prints_the_memory_table_and_the_launch_it_would_run(tmp_path):
     assert out.splitlines()[-1] == "✓ plan ready, 0 warnings; run it with: dpo-launch train config.yaml"
 
 
-@pytest.mark.subprocess
 def test_plan_json_gives_the_same_as_data(tmp_path):
     workspace = write_workspace(tmp_path, CONFIG.replace("finetuning_type: full", "finetuning_type: lora"))
     result = plan(workspace, "--format", "json", "--nnodes", "2", "--nproc-per-node", "2",
@@ -86,7 +81,6 @@ def test_plan_json_gives_the_same_as_data(tmp_path):
         assert node["env_set"]["TENSORBOARD_LOGGING_DIR"] == str(workspace / "runs/demo/tensorboard")
 
 
-@pytest.mark.subprocess
 def test_plan_warns_about_the_sft_adapter_reference_trap(tmp_path):
     config = CONFIG.replace("finetuning_type: full", "finetuning_type: lora\nadapter_name_or_path: saves/sft")
     workspace = write_workspace(tmp_path, config)
@@ -98,7 +92,6 @@ def test_plan_warns_about_the_sft_adapter_reference_trap(tmp_path):
     assert (trap["severity"], trap["file"], trap["line"]) == ("warning", "config.yaml", 5)
 
 
-@pytest.mark.subprocess
 def test_plan_refuses_a_config_with_errors_and_prints_them(tmp_path):
     workspace = write_workspace(tmp_path, CONFIG.replace("pref_loss: sigmoid", "pref_loss: sigmod"))
     result = plan(workspace)
@@ -109,14 +102,12 @@ def test_plan_refuses_a_config_with_errors_and_prints_them(tmp_path):
                              "(dpo-launch validate shows the same)\n")
 
 
-@pytest.mark.subprocess
 def test_plan_rejects_an_impossible_topology_as_a_usage_error(tmp_path):
     result = plan(write_workspace(tmp_path), "--nnodes", "2", "--node-rank", "5")
     assert result.returncode == 2
     assert result.stderr == "dpo-launch: error: --node-rank must be in 0..1 for --nnodes 2 but got 5\n"
 
 
-@pytest.mark.subprocess
 def test_overrides_change_the_plan_as_they_change_training(tmp_path):
     result = plan(write_workspace(tmp_path), "pref_loss=ipo", "pref_beta=0.25", "--format", "json")
     loss = json.loads(result.stdout)["loss"]
@@ -124,10 +115,9 @@ def test_overrides_change_the_plan_as_they_change_training(tmp_path):
         "ipo", 4.0, True)
 
 
-@pytest.mark.subprocess
 def test_shipped_8b_config_plans_on_eight_gpus(tmp_path):
     env = cli_env(HF_HUB_CACHE=str(tmp_path))
-    result = run_cli("plan", "config/llama3_8b_lora_dpo.yaml", "--no-data", "--nproc-per-node", "8",
+    result = run_main("plan", "config/llama3_8b_lora_dpo.yaml", "--no-data", "--nproc-per-node", "8",
                      "--format", "json", cwd=REPO, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(result.stdout)
@@ -139,15 +129,13 @@ def test_shipped_8b_config_plans_on_eight_gpus(tmp_path):
     assert [d for d in data["diagnostics"] if d["severity"] == "error"] == []
 
 
-@pytest.mark.subprocess
 def test_shipped_8b_config_validates_without_data(tmp_path):
-    result = run_cli("validate", "config/llama3_8b_lora_dpo.yaml", "--no-data", "--format", "json", cwd=REPO,
+    result = run_main("validate", "config/llama3_8b_lora_dpo.yaml", "--no-data", "--format", "json", cwd=REPO,
                      env=cli_env(HF_HUB_CACHE=str(tmp_path)))
     assert result.returncode == 0, result.stdout
     assert json.loads(result.stdout)["summary"]["errors"] == 0
 
 
-@pytest.mark.subprocess
 def test_plan_refuses_what_train_would_refuse_with_a_message(tmp_path):
     result = plan(write_workspace(tmp_path, CONFIG.replace("output_dir: runs/demo\n", "")))
     assert result.returncode == 1
@@ -155,7 +143,6 @@ def test_plan_refuses_what_train_would_refuse_with_a_message(tmp_path):
                                   "config (the run directory)\n")
 
 
-@pytest.mark.subprocess
 def test_paths_with_spaces_stay_one_argv_element(tmp_path):
     workspace = write_workspace(tmp_path, CONFIG.replace("output_dir: runs/demo", "output_dir: runs/my run"))
     data = json.loads(plan(workspace, "--format", "json", "--nproc-per-node", "2").stdout)
@@ -163,7 +150,6 @@ def test_paths_with_spaces_stay_one_argv_element(tmp_path):
     assert argv[argv.index("--args-file") + 1] == str(workspace / "runs/my run/dpo-launch/resolved_config.json")
 
 
-@pytest.mark.subprocess
 def test_plan_json_refusal_is_the_validate_report(tmp_path):
     workspace = write_workspace(tmp_path, CONFIG.replace("pref_loss: sigmoid", "pref_loss: sigmod"))
     result = plan(workspace, "--format", "json")

@@ -15,7 +15,7 @@ import pytest
 from launcher.atomic import atomic_write
 from launcher.convert.json_edit import JsonEditError, set_member
 
-from support.cli import cli_env, run_cli
+from support.cli import cli_env, run_main
 
 ENTRY = {"file_name": "x.jsonl", "ranking": True}
 LF_STYLE = '{\n  "a": {\n    "file_name": "a.json"\n  },\n  "b": {\n    "file_name": "b.json"\n  }\n}\n'
@@ -165,10 +165,9 @@ def test_a_registration_killed_mid_write_leaves_dataset_info_byte_identical(tmp_
     assert len(leftover) == 1 and leftover[0].startswith(".dataset_info.json.") and leftover[0].endswith(".tmp")
 
 
-@pytest.mark.subprocess
 def test_register_appends_the_entry_and_keeps_the_rest_of_the_file(tmp_path):
     work, _ = lf_workspace(tmp_path)
-    done = run_cli("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
+    done = run_main("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
                    cwd=work)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "registered 'out' in data/dataset_info.json (file_name 'out.jsonl')"
@@ -176,10 +175,9 @@ def test_register_appends_the_entry_and_keeps_the_rest_of_the_file(tmp_path):
     assert (work / "data/dataset_info.json").read_text() == expected
 
 
-@pytest.mark.subprocess
 def test_an_existing_entry_is_not_replaced_without_force_and_nothing_is_written(tmp_path):
     work, before = lf_workspace(tmp_path)
-    done = run_cli("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
+    done = run_main("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
                    "--name", "b", cwd=work)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == ("data/dataset_info.json:5: error[entry-exists]: 'b' is already defined (file_name "
@@ -188,10 +186,9 @@ def test_an_existing_entry_is_not_replaced_without_force_and_nothing_is_written(
     assert not (work / "data/out.jsonl").exists()
 
 
-@pytest.mark.subprocess
 def test_force_replaces_an_existing_entry_in_place(tmp_path):
     work, _ = lf_workspace(tmp_path)
-    done = run_cli("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
+    done = run_main("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
                    "--name", "a", "--force", cwd=work)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "replaced 'a' in data/dataset_info.json (file_name 'out.jsonl')"
@@ -199,23 +196,21 @@ def test_force_replaces_an_existing_entry_in_place(tmp_path):
         '{\n    "file_name": "a.json"\n  }', RANKING_ENTRY)
 
 
-@pytest.mark.subprocess
 def test_registering_the_same_entry_again_changes_nothing(tmp_path):
     work, _ = lf_workspace(tmp_path)
     args = ("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json")
-    run_cli(*args, cwd=work)
+    run_main(*args, cwd=work)
     after_first = (work / "data/dataset_info.json").read_bytes()
-    done = run_cli(*args, "--force", cwd=work)
+    done = run_main(*args, "--force", cwd=work)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == ("'out' is already registered in data/dataset_info.json with "
                                             "file_name 'out.jsonl'; left unchanged")
     assert (work / "data/dataset_info.json").read_bytes() == after_first
 
 
-@pytest.mark.subprocess
 def test_kto_output_is_registered_as_unpaired_data_with_its_label_column(tmp_path):
     (tmp_path / "in.jsonl").write_text(PAIR)
-    done = run_cli("convert", "in.jsonl", "--to", "kto", "--out", "kto.jsonl", "--register", "data/dataset_info.json",
+    done = run_main("convert", "in.jsonl", "--to", "kto", "--out", "kto.jsonl", "--register", "data/dataset_info.json",
                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "created data/dataset_info.json with 'kto' (file_name '../kto.jsonl')"
@@ -224,20 +219,18 @@ def test_kto_output_is_registered_as_unpaired_data_with_its_label_column(tmp_pat
         "columns": {"messages": "conversations", "kto_tag": "label"}}}
 
 
-@pytest.mark.subprocess
 def test_a_broken_dataset_info_is_reported_before_anything_is_written(tmp_path):
     work, _ = lf_workspace(tmp_path)
     (work / "data/dataset_info.json").write_text('{\n  "a": {"file_name": "a.json"}\n  "b": {}\n}\n')
-    done = run_cli("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
+    done = run_main("convert", "in.jsonl", "--out", "data/out.jsonl", "--register", "data/dataset_info.json",
                    cwd=work)
     assert (done.returncode, done.stderr) == (1, ("data/dataset_info.json:3:3: error[dataset-info]: cannot add an "
                                                  "entry: invalid JSON: Expecting ',' delimiter\n"))
     assert not (work / "data/out.jsonl").exists()
 
 
-@pytest.mark.subprocess
 def test_name_without_register_is_a_usage_error(tmp_path):
-    done = run_cli("convert", "in.jsonl", "--out", "out.jsonl", "--name", "x", cwd=tmp_path)
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", "--name", "x", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, ("dpo-launch: error: --name needs --register DATASET_INFO (the "
                                                  "dataset_info.json to add the entry to)\n"))
 

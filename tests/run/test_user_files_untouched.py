@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_train import workspace
 
-from support.cli import CASES, run_cli
+from support.cli import CASES, run_cli, run_main
 
 
 def snapshot(paths: list[Path]) -> dict[str, str]:
@@ -53,16 +53,16 @@ def test_config_dataset_info_and_data_files_are_byte_identical_afterwards(used_w
                                                                       "demo_kto.jsonl"]
 
 
+@pytest.mark.slow  # reads the run the used_workspace fixture trains
 @pytest.mark.parametrize("args", [
     ("train",), ("train", "--dry-run"), ("train", "--resume", "--dry-run"), ("train", "--overwrite", "--dry-run"),
     ("plan",), ("validate",),
 ], ids=" ".join)
-@pytest.mark.subprocess
 def test_a_previous_run_in_output_dir_is_untouched_without_resume_or_overwrite(used_workspace, args):
     ws, _, _, results = used_workspace
     assert results["train"].returncode == 0
     before = snapshot([ws.out])
-    result = run_cli(args[0], ws.config, *args[1:], cwd=ws.root)
+    result = run_main(args[0], ws.config, *args[1:], cwd=ws.root)
     refused = args in (("train",), ("train", "--dry-run"))  # the output_dir guard runs before --dry-run prints
     assert result.returncode == (1 if refused else 0), result.stdout[-2000:] + result.stderr[-2000:]
     assert snapshot([ws.out]) == before

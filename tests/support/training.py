@@ -24,10 +24,11 @@ import yaml
 from launcher.observe.events import EventReader, Scalar
 
 # What conftest.py re-exports: the fixtures (and the names their users import with them).
-__all__ = ["Workspace", "TRAIN_DEFAULTS", "tiny_model_dir", "dpo_workspace", "dpo_workspace_factory",
+__all__ = ["Workspace", "TRAIN_DEFAULTS", "tiny_model_dir", "planned_workspace", "dpo_workspace", "dpo_workspace_factory",
            "run_worker", "build_tiny_model_once", "training_env"]
 
 from support.cli import REPO
+from support.workspaces import MODEL
 
 TINY_MODEL_CACHE = REPO / ".cache" / "tiny-llama"
 DEMO_FILES = ("dataset_info.json", "demo_dpo.jsonl", "demo_kto.jsonl")
@@ -134,6 +135,16 @@ def run_worker(ws: Workspace, env: dict[str, str] | None = None, timeout: float 
 def tiny_model_dir() -> Path:
     """The tiny Llama (about 148k parameters, vocabulary 512), built once into <repo>/.cache/tiny-llama."""
     return build_tiny_model_once()
+
+
+@pytest.fixture
+def planned_workspace(tmp_path: Path) -> Workspace:
+    """A DPO workspace whose model is only a config.json (support.workspaces.MODEL): enough for validate, plan
+    and `train --dry-run`, which never load weights; nothing is built, so the test can run in the fast tier."""
+    model = tmp_path / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps(MODEL))
+    return make_workspace(tmp_path / "ws", model)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ and the shipped demo files it trains on."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import subprocess
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.worker.main import main as worker_main
+
 from support.cli import run_cli
 from support.training import REPO, run_worker, training_env
 
@@ -19,20 +23,21 @@ WORKER = [sys.executable, "-m", "launcher.worker", "--args-file"]
 
 
 def worker(args_file: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*WORKER, str(args_file)], cwd=REPO, env=training_env(), capture_output=True, text=True,
-                          timeout=120)
+    """The worker's `main` in process: argument errors end it before anything heavy is imported."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = worker_main(["--args-file", str(args_file)])
+    return subprocess.CompletedProcess(WORKER, code, "", err.getvalue())
 
 
 # --- bad input: one line, exit 1, before anything heavy is imported ------------------------------------------
 
-@pytest.mark.subprocess
 def test_a_missing_args_file_is_one_line_and_exit_1(tmp_path):
     result = worker(tmp_path / "missing.json")
     assert (result.returncode, result.stderr) == (
         1, f"dpo-launch worker: cannot read --args-file {tmp_path / 'missing.json'}: No such file or directory\n")
 
 
-@pytest.mark.subprocess
 def test_args_that_are_not_json_name_the_line_and_column(tmp_path):
     path = tmp_path / "args.json"
     path.write_text('{"stage": "dpo",\n  "pref_loss": }\n')
@@ -41,7 +46,6 @@ def test_args_that_are_not_json_name_the_line_and_column(tmp_path):
         1, f"dpo-launch worker: {path}:2:16: not valid JSON: Expecting value\n")
 
 
-@pytest.mark.subprocess
 def test_an_unknown_pref_loss_is_refused_before_training(tmp_path):
     path = tmp_path / "args.json"
     path.write_text(json.dumps({"stage": "dpo", "pref_loss": "sigmod"}))
@@ -71,6 +75,7 @@ def test_self_test_is_skipped_where_policy_and_reference_may_differ_at_step_0():
     assert judge({"stage": "dpo", "pref_loss": "simpo"}, 0.97)[0] == "skipped"
 
 
+@pytest.mark.slow  # imports the training stack in process
 def test_kto_pair_loss_is_one_half_at_equal_policy_and_reference_and_falls_as_chosen_rises():
     import torch
 
