@@ -16,7 +16,7 @@ test: setup
 	$(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not subprocess"
+	$(PY) -m pytest -q -m "not slow and not subprocess" --hypothesis-profile=fast
 
 lint: setup
 	$(VENV)/bin/ruff check .

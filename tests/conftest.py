@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import settings
+
+# `make test-fast` runs with --hypothesis-profile=fast: the property tests try a tenth of their examples.
+settings.register_profile("fast", max_examples=10)
 
 from support.cli import HEAVY, run_cli
 from support.training import *  # noqa: F401,F403  (tiny model and workspace fixtures)
@@ -50,10 +54,12 @@ def pytest_runtest_setup(item):
         _heavy_before.update(_heavy_loaded())
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     unmarked, _unmarked[:] = list(_unmarked), []
+    result = yield  # pytest's own teardown runs in full first
     if unmarked:
         heavy = sorted(_heavy_loaded() - _heavy_before)
         assert not heavy, f"{item.nodeid} imports the training stack in process ({', '.join(heavy)}), in the test " \
                           "or a fixture it sets up: mark it @pytest.mark.slow"
+    return result

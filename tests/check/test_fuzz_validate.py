@@ -28,6 +28,12 @@ FILE_LEVEL_CODES = {"config-unreadable", "config-empty", "json-syntax", "yaml-sy
                     "dataset-info-missing", "duplicate-key"}
 FUZZ = settings(derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def examples(per_hundred: int) -> int:
+    """`per_hundred` examples per 100 of the active Hypothesis profile: the default profile (`make test`) runs
+    them all, `make test-fast` (--hypothesis-profile=fast, tests/conftest.py) a tenth."""
+    return max(1, per_hundred * settings.default.max_examples // 100)
 BASE = yaml.safe_load(CONFIG)
 KEYS = list(BASE) + ["pref_loss", "pref_beta", "lora_target", "eval_dataset", "dataset_dir", "ref_model", "bf16",
                      "deepspeed", "cutoff_len", "num_train_epochs", "trust_remote_code", "pref_ftx", "kto_tag"]
@@ -157,7 +163,7 @@ def workspace(tmp_path_factory) -> Path:
     return make_workspace(tmp_path_factory.mktemp("fuzz"))
 
 
-@settings(FUZZ, max_examples=500)
+@settings(FUZZ, max_examples=examples(500))
 @given(st.randoms(use_true_random=False), st.sampled_from([".yaml", ".json"]))
 def test_mutated_configs_never_raise_and_every_error_is_located(workspace, rng, suffix):
     check_located(validate_config_bytes(workspace, config_text(rng), suffix))
@@ -168,39 +174,39 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                                                                                       max_size=4), max_leaves=12)
 
 
-@settings(FUZZ, max_examples=250)
+@settings(FUZZ, max_examples=examples(250))
 @given(st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=15), JSON_VALUES, max_size=6))
 def test_configs_with_any_keys_and_value_types_never_raise(workspace, changes):
     text = yaml.safe_dump({**BASE, **changes}, allow_unicode=True)
     check_located(validate_config_bytes(workspace, text.encode("utf-8", "surrogatepass")))
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(200))
 @given(st.text(max_size=300))
 def test_random_unicode_as_a_config_never_raises(workspace, text):
     check_located(validate_config_bytes(workspace, text.encode("utf-8", "surrogatepass")))
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(200))
 @given(st.binary(max_size=300))
 def test_random_bytes_as_a_config_never_raise(workspace, data):
     check_located(validate_config_bytes(workspace, data))
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(300))
 @given(st.randoms(use_true_random=False))
 def test_mutated_records_never_raise_and_every_error_is_located(workspace, rng):
     check_located(validate_data_bytes(workspace, data_bytes(rng, rng.randint(1, 20))))
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(200))
 @given(st.lists(JSON_VALUES, max_size=8), st.booleans())
 def test_records_of_any_json_type_never_raise(workspace, records, as_array):
     text = json.dumps(records) if as_array else "".join(json.dumps(r) + "\n" for r in records)
     check_located(validate_data_bytes(workspace, text.encode("utf-8", "surrogatepass")))
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(200))
 @given(st.binary(max_size=400))
 def test_random_bytes_as_a_data_file_never_raise(workspace, data):
     check_located(validate_data_bytes(workspace, data))

@@ -228,6 +228,7 @@ def lf():
     return build
 
 
+@pytest.mark.slow  # imports the training stack in process
 @pytest.mark.parametrize("entry, mode, records", [(SHAREGPT, "pairwise", SHAREGPT_RECORDS),
                                                   (KTO, "kto", KTO_RECORDS), (ALPACA, "pairwise", ALPACA_RECORDS)],
                          ids=["sharegpt", "kto", "alpaca"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher.check.config import load_config
-from launcher.check.diagnostics import ERROR
+from launcher.check.diagnostics import ERROR, Diagnostic
 from launcher.check.rules.registry import check_rules
 
 from support.cli import run_main
@@ -185,8 +185,14 @@ def test_machine_dependent_settings_are_notes_not_errors(workspace):
     "gradient_accumulation_steps", "bf16", "flash_attn", "use_galore", "pissa_init", "loraplus_lr_ratio",
 ])
 def test_rules_skip_values_of_the_wrong_type_instead_of_crashing(workspace, key):
+    """The schema reports a wrong type; a rule that reads the key must skip it, not raise, and whatever the
+    rules still say is a well-formed diagnostic located in the config or on the command line."""
     for value in ("'x; rm -rf ~'", "3", "-1.5", "true", "[1, {a: 2}]", "{a: [1]}", "''", "null", ".nan"):
-        diagnose(workspace, BASE + "deepspeed: config/deepspeed/ds_z3_config.json\n", overrides=(f"{key}={value}",))
+        found = diagnose(workspace, BASE + "deepspeed: config/deepspeed/ds_z3_config.json\n",
+                         overrides=(f"{key}={value}",))
+        malformed = [d for d in found if not (isinstance(d, Diagnostic) and d.severity in ("error", "warning", "note")
+                                             and d.code and d.message and d.file in ("config.yaml", "<command line>"))]
+        assert malformed == [], (value, malformed)
 
 
 # --- end to end: `dpo-launch validate` runs these rules after the schema ------------------------------------

@@ -168,7 +168,9 @@ def test_an_unknown_format_is_a_usage_error_with_a_suggestion(tmp_path):
 
 def test_format_aliases_are_accepted(tmp_path):
     work, _ = copy_case("hh", tmp_path)
-    assert run_main("convert", "input.jsonl", "--from", "hh-rlhf", "--out", "o.jsonl", cwd=work).returncode == 0
+    done = run_main("convert", "input.jsonl", "--from", "hh-rlhf", "--out", "o.jsonl", cwd=work)
+    assert (done.returncode, done.stderr) == (0, "")  # no detection note: the alias named the format
+    assert read_rows(work / "o.jsonl") == read_rows(work / "expected.jsonl")
 
 
 def test_an_output_name_llamafactory_would_not_read_as_json_is_a_usage_error(tmp_path):
@@ -207,7 +209,9 @@ def test_strict_fails_on_any_skipped_record_and_writes_nothing(tmp_path):
 
 def test_strict_passes_when_every_record_converts(tmp_path):
     work, _ = copy_case("trl-standard", tmp_path)
-    assert run_main("convert", "input.jsonl", "--out", "out.jsonl", "--strict", cwd=work).returncode == 0
+    done = run_main("convert", "input.jsonl", "--out", "out.jsonl", "--strict", cwd=work)
+    assert (done.returncode, done.stdout) == (0, (work / "stdout.txt").read_text())
+    assert read_rows(work / "out.jsonl") == read_rows(work / "expected.jsonl")
 
 
 def test_a_file_where_nothing_converts_is_an_error(tmp_path):

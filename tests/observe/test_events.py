@@ -22,6 +22,7 @@ from launcher.observe.events import (
     split_records,
 )
 
+from support.events import EventWriter
 from support.training import live_run
 
 
@@ -43,12 +44,19 @@ def our_scalars(logdir, run: str = ".") -> dict[str, list[tuple[int, float, floa
 
 
 @pytest.fixture
-def writer(tmp_path):
+def torch_writer(tmp_path):
+    """torch's SummaryWriter, what HF's TensorBoardCallback writes with (imports the training stack)."""
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path / "tb"))
     yield writer
     writer.close()
+
+
+@pytest.fixture
+def writer(tmp_path):
+    """Event files framed and encoded as TensorBoard writes scalars, without torch (tests/support/events.py)."""
+    return EventWriter(tmp_path / "tb")
 
 
 @pytest.mark.slow
@@ -64,7 +72,9 @@ def test_reader_matches_event_accumulator_on_a_real_dpo_launch_train_run(tmp_pat
     assert our_scalars(logdir, "dpo-launch") == accumulated_scalars(logdir / "dpo-launch")
 
 
-def test_reader_matches_event_accumulator_on_values_steps_and_wall_times(writer, tmp_path):
+@pytest.mark.slow  # imports the training stack in process
+def test_reader_matches_event_accumulator_on_values_steps_and_wall_times(torch_writer, tmp_path):
+    writer = torch_writer
     for step in range(50):
         writer.add_scalar("train/loss", 0.7 - step / 100, step)
         writer.add_scalar("train/rewards/margins", step * 1e-3, step, walltime=1_700_000_000.25 + step)
@@ -76,7 +86,9 @@ def test_reader_matches_event_accumulator_on_values_steps_and_wall_times(writer,
     assert ours == expected
 
 
-def test_tensor_encoded_float_scalars_and_text_are_read(writer, tmp_path):
+@pytest.mark.slow  # imports the training stack in process
+def test_tensor_encoded_float_scalars_and_text_are_read(torch_writer, tmp_path):
+    writer = torch_writer
     writer.add_scalar("train/loss", 0.5, 3, new_style=True)  # a TensorProto, as the newer summary API writes
     writer.add_scalar("train/loss", 0.25, 4, double_precision=True, new_style=True)
     writer.add_text("dpo-launch/plan", "hello **world**", 0)
@@ -126,6 +138,7 @@ def test_a_damaged_record_is_reported_not_misread(writer, tmp_path):
         split_records(bytes(data))
 
 
+@pytest.mark.slow  # imports tensorboard
 def test_masked_crc32c_matches_tensorboards():
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
 
@@ -134,11 +147,8 @@ def test_masked_crc32c_matches_tensorboards():
 
 
 def test_event_files_in_subdirectories_are_separate_runs(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
-
     for sub in ("", "dpo-launch"):
-        with SummaryWriter(str(tmp_path / "tb" / sub)) as w:
-            w.add_scalar("x", 1.0, 1)
+        EventWriter(tmp_path / "tb" / sub).add_scalar("x", 1.0, 1)
     assert sorted(e.run for e in read_all(tmp_path / "tb")) == [".", "dpo-launch"]
 
 

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
 
 import pytest
 
-from support.cli import REPO, cli_env, run_cli
+from support.cli import REPO, cli_env, run_cli, unused_port
 from support.training import REWARD_TAGS, live_run
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get_json(url: str):
@@ -38,7 +31,7 @@ def answers(url: str) -> bool:
 def test_server_serves_the_reward_tags_and_stops_on_ctrl_c(tmp_path_factory, tiny_model_dir):
     run = live_run(tmp_path_factory, tiny_model_dir)
     assert run.returncode == 0, run.output[-3000:]
-    port = free_port()
+    port = unused_port()
     with subprocess.Popen([sys.executable, "-m", "launcher", "tensorboard", str(run.out), "--port", str(port)],
                           cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
         try:
@@ -61,6 +54,6 @@ def test_server_serves_the_reward_tags_and_stops_on_ctrl_c(tmp_path_factory, tin
 @pytest.mark.subprocess
 def test_a_run_dir_without_event_files_is_refused_before_starting_a_server(tmp_path):
     (tmp_path / "run").mkdir()
-    result = run_cli("tensorboard", tmp_path / "run", "--port", str(free_port()))
+    result = run_cli("tensorboard", tmp_path / "run", "--port", str(unused_port()))
     assert result.returncode == 1
     assert result.stderr.startswith(f"dpo-launch tensorboard: error: {tmp_path / 'run'}: no TensorBoard directory")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from launcher.plan.launch import PACKAGE_ROOT, REROUTING_SWITCHES, LaunchSpec, build_launch, describe
-from launcher.plan.topology import Topology, first_slurm_host, free_port
+from launcher.plan.topology import Topology, first_slurm_host
 
-from support.cli import cli_env, run_main
+from support.cli import cli_env, run_main, unused_port
 
 PY = "/opt/py/bin/python"
 OUT = Path("/runs/demo")
@@ -170,7 +170,7 @@ def test_the_torchrun_wrapper_ends_a_signalled_launch_with_128_plus_the_signal_a
     (tmp_path / "child.py").write_text(CHILD)
     ready = tmp_path / "ready"
     argv = [sys.executable, "-m", "launcher.run.torchrun_quiet", "--nproc_per_node", "1", "--master_port",
-            str(free_port()), str(tmp_path / "child.py"), str(ready)]
+            str(unused_port()), str(tmp_path / "child.py"), str(ready)]
     proc = subprocess.Popen(argv, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     deadline = time.monotonic() + 120

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from test_train import loss_steps, workspace
 
-from launcher.plan.topology import free_port
-
-from support.cli import run_cli
+from support.cli import run_cli, unused_port
 from support.training import REPO, training_env
 
 # DeepSpeed JIT-builds its CPU shared-memory op on first use (~85 s); keep the build for later runs.
@@ -60,7 +58,7 @@ def test_deepspeed_runs_on_two_cpu_processes_with_the_shipped_presets(tmp_path, 
 @pytest.mark.subprocess
 def test_two_nodes_on_loopback_rendezvous_and_train_as_one_job(tmp_path, tiny_model_dir):
     ws = workspace(tmp_path / "ws", tiny_model_dir, max_steps=3, save_strategy="no")
-    port = str(free_port())
+    port = str(unused_port())
     nodes = [subprocess.Popen([sys.executable, "-m", "launcher", "train", str(ws.config), "--nnodes", "2",
                                "--node-rank", str(rank), "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
                                "--master-port", port], cwd=ws.root, env=training_env(), stdout=subprocess.PIPE,

@@ -86,8 +86,8 @@ def test_a_rank_killed_with_sigkill_stops_the_run_and_the_launcher_names_the_ran
     proc = start_train(tmp_path, ws, "--nproc-per-node", "2")
     wait_for_training(proc, out, tmp_path)
     os.kill(rank_pid(out, 1), signal.SIGKILL)
-    assert wait_until_gone(str(tmp_path), seconds=30) == []
-    assert proc.wait(timeout=5) == 1
+    assert wait_until_gone(str(tmp_path), seconds=60) == []
+    assert proc.wait(timeout=60) == 1  # the launcher sweeps and reaps after the ranks are gone: slow when loaded
     last = (tmp_path / "stderr.txt").read_text().splitlines()[-1]
     assert last.startswith("dpo-launch: rank 1 failed (exit code -9, killed by SIGKILL) on host ")
     log = out / "dpo-launch" / "logs" / "rank-1.log"

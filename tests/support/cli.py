@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -82,3 +84,19 @@ def probe(args: list[str], cwd, report, heavy=HEAVY) -> dict:
     subprocess.run([sys.executable, "-c", code], cwd=cwd, env=cli_env(), capture_output=True, text=True,
                    timeout=300, check=False)
     return json.loads(Path(report).read_text())
+
+
+def unused_port() -> int:
+    """A TCP port for a process the test starts (a server, torchrun's rendezvous). Picked at random below the
+    kernel's ephemeral range (32768 and up on Linux), where the outgoing connections of everything else running
+    take their ports: a port the OS hands out for bind(0) may be handed to another process before ours binds it."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no unused port in 20000-31999")

@@ -175,11 +175,11 @@ class LiveRun:
     out: Path
     returncode: int
     output: str
-    # (tag, step) -> (time we first read it, the event's own wall_time, was the job still running then)
-    seen: dict[tuple[str, int], tuple[float, float, bool]] = field(default_factory=dict)
+    # (tag, step) -> (time we first read it, the event's own wall_time, was the job still running then, value)
+    seen: dict[tuple[str, int], tuple[float, float, bool, float]] = field(default_factory=dict)
 
     def latencies(self, tag: str = "train/loss") -> list[float]:
-        return [read - wall for (t, _), (read, wall, running) in self.seen.items() if t == tag and running]
+        return [read - wall for (t, _), (read, wall, running, _) in self.seen.items() if t == tag and running]
 
 
 _LIVE: dict[str, LiveRun] = {}
@@ -206,7 +206,7 @@ def follow_events(process: subprocess.Popen, logdir: Path, timeout: float = 900)
         now = time.time()
         for event in reader.poll():
             if isinstance(event, Scalar):
-                seen.setdefault((event.tag, event.step), (now, event.wall_time, running))
+                seen.setdefault((event.tag, event.step), (now, event.wall_time, running, event.value))
         if not running:
             return seen
         time.sleep(0.05)
