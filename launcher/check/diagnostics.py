@@ -15,7 +15,6 @@ from typing import TextIO
 ERROR = "error"
 WARNING = "warning"
 NOTE = "note"
-SEVERITIES = (ERROR, WARNING, NOTE)
 
 # Per file, how many diagnostics the text reporter lists before it summarises the rest.
 DEFAULT_CAP_PER_FILE = 20

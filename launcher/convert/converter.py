@@ -26,7 +26,6 @@ from launcher.convert.formats import ALIASES, FORMATS, READERS, detect
 from launcher.convert.messages import Pair, Unconvertible, to_kto, to_ranking, type_name
 
 INPUT_TYPES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow"}
-TARGETS = ("ranking", "kto")
 
 
 class ConvertError(Exception):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
 
+from launcher.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
 from launcher.plan.launch import GRACE_SECONDS, LaunchSpec
 from launcher.run.process_tree import (
     become_subreaper,
@@ -32,7 +33,6 @@ from launcher.run.process_tree import (
     signal_group,
 )
 
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
 FAILED_RANK = re.compile(r"^\s*rank\s*:\s*(\d+) \(local_rank: (\d+)\)")
 FAILED_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
@@ -228,9 +228,9 @@ def _parse_failure(text: str, outcome: _Outcome) -> None:
 
 def _exit_code(returncode: int, outcome: _Outcome) -> int:
     if outcome.interrupted_by == signal.SIGINT:
-        return EXIT_SIGINT
+        return EXIT_INTERRUPTED
     if outcome.interrupted_by == signal.SIGTERM:
-        return EXIT_SIGTERM
+        return EXIT_TERMINATED
     return 128 - returncode if returncode < 0 else returncode
 
 

@@ -6,8 +6,6 @@ from launcher.check.data.dataset_info import DatasetInfo
 from launcher.check.data.verdicts import Attr
 from launcher.check.diagnostics import ERROR, WARNING, Diagnostic
 
-STAGE_NAMES = {"pairwise": "dpo", "kto": "kto"}
-
 
 def entry_rules(info: DatasetInfo, name: str, entry: dict, mode: str | None) -> list[Diagnostic]:
     attr = Attr.from_entry(entry)
