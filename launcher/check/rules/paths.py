@@ -127,4 +127,19 @@ def _tree_values(ctx: RuleContext, key: str) -> list[str]:
     return [value] if value and value != "ONLINE" else []
 
 
-RULES = (model_and_adapter_paths, trust_remote_code, paths_outside_working_tree)
+def resume_checkpoint_exists(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """transformers' Trainer.train opens resume_from_checkpoint only after the model and data are loaded
+    (trainer.py `_load_from_checkpoint`): a missing folder fails there, seconds to minutes in."""
+    value = ctx.text("resume_from_checkpoint")
+    if not value:
+        return
+    kind, reason = path_kind(ctx.cwd / value)
+    if kind != "dir":
+        found = {"missing": "does not exist", "file": "is a file"}.get(kind, reason or "is not a directory")
+        yield ctx.error("resume-checkpoint-missing",
+                        f"resume_from_checkpoint: {shown(value)} {found}", "resume_from_checkpoint",
+                        "point it at a checkpoint-N folder, or remove it (`dpo-launch train --resume` picks the last "
+                        f'complete one); transformers stops with "Can\'t find a valid checkpoint at {value}"')
+
+
+RULES = (model_and_adapter_paths, trust_remote_code, paths_outside_working_tree, resume_checkpoint_exists)
