@@ -7,7 +7,8 @@ Adam-mini, SwanLab, matplotlib for plot_loss), model/model_utils/quantization.py
 width), model/model_utils/attention.py (fa2 falls back silently when flash-attn is missing); transformers
 trainer_optimizer.py (optimizer packages), integrations/integration_utils.py (report_to packages),
 utils/import_utils.py `is_flash_attn_2_available` (flash-attn >= 2.3.3), integrations/flash_attention.py
-(5.6.0 crashes, huggingface/transformers#45588). `use_muon` needs nothing: LF bundles Muon (third_party/muon).
+(5.6.0 crashes, huggingface/transformers#45588). `use_muon` needs nothing: LF bundles Muon (third_party/muon);
+`use_kt` (KTransformers) is cleared by the launch (launcher.plan.launch REROUTING_SWITCHES) and not covered.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ LF_FLAG_PACKAGES = {
     "use_swanlab": _pkg("swanlab"),
     "plot_loss": _pkg("matplotlib"),
 }
+MIXTURE_OF_DEPTHS = Package("mixture-of-depth", "MoD", "1.1.6")
 # transformers' report_to integrations -> what each imports (integration_utils.py is_*_available). tensorboard is
 # part of the training stack (pyproject's train extra), and `dpo-launch train` adds it to report_to itself.
 REPORT_TO_PACKAGES = {
@@ -107,6 +109,9 @@ def package_needs(config: Mapping[str, Any], zero: ZeroSettings) -> list[Need]:
     """Every package `config` needs at run time, with the key that asks for it."""
     needs = [Need(key, f"{key}: true", "LLaMA-Factory checks it before training", package)
              for key, package in LF_FLAG_PACKAGES.items() if config.get(key) is True]
+    if isinstance(config.get("mixture_of_depths"), str):
+        needs.append(Need("mixture_of_depths", f"mixture_of_depths: {config['mixture_of_depths']}",
+                          "LLaMA-Factory checks it before training", MIXTURE_OF_DEPTHS))
     needs += _report_to(config) + _optimizer(config) + _quantization(config, zero) + _attention(config)
     return [need for need in needs if need.package is not None]
 
