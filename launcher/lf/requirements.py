@@ -162,14 +162,17 @@ def _attention(config: Mapping[str, Any]) -> list[Need]:
 
 
 # transformers' precision flags -> whether they need bfloat16 hardware.
-PRECISION_FLAGS = {"bf16": True, "pure_bf16": True, "bf16_full_eval": True, "fp16": False, "fp16_full_eval": False}
+# tf32 matmuls exist on Ampere or newer too (transformers: "--tf32 requires Ampere or a newer GPU arch").
+PRECISION_FLAGS = {"bf16": True, "pure_bf16": True, "bf16_full_eval": True, "tf32": True, "fp16": False,
+                   "fp16_full_eval": False}
 
 
 def hardware_needs(config: Mapping[str, Any]) -> list[Need]:
     """CUDA GPUs (and compute capabilities) the config needs: precision flags, fa2, on-the-fly quantization."""
-    needs = [Need(key, f"{key}: true", "bfloat16 runs natively on NVIDIA Ampere or newer" if bf16 else
-                  "fp16 mixed precision runs on CUDA", cuda=True, compute_capability=AMPERE if bf16 else None)
-             for key, bf16 in PRECISION_FLAGS.items() if config.get(key) is True]
+    needs = [Need(key, f"{key}: true", f"{'tf32' if key == 'tf32' else 'bfloat16'} runs natively on NVIDIA Ampere or "
+                  "newer" if ampere else "fp16 mixed precision runs on CUDA", cuda=True,
+                  compute_capability=AMPERE if ampere else None)
+             for key, ampere in PRECISION_FLAGS.items() if config.get(key) is True]
     return needs + [need for need in _attention(config) + _quantization(config, ZeroSettings(None)) if need.cuda]
 
 

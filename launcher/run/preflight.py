@@ -27,6 +27,7 @@ from typing import Any
 
 from launcher.check.config import LoadedConfig
 from launcher.check.diagnostics import ERROR, NOTE, Diagnostic, has_errors, render_text
+from launcher.check.validation import sort_by_location
 from launcher.lf.deepspeed import ZeroSettings
 from launcher.lf.requirements import CPU_ADAM_OP, Need, hardware_needs, needs_cpu_adam, package_needs
 from launcher.plan.gpus import Gpu, detect_gpus
@@ -34,7 +35,7 @@ from launcher.plan.render import fit_lines
 from launcher.plan.topology import TrainRefused, visible_gpus
 from launcher.versions import at_least
 
-PRECISION_KEYS = ("bf16", "fp16", "pure_bf16", "bf16_full_eval", "fp16_full_eval")
+PRECISION_KEYS = ("bf16", "fp16", "pure_bf16", "bf16_full_eval", "fp16_full_eval", "tf32")
 
 
 def distribution_version(name: str) -> str | None:
@@ -68,7 +69,7 @@ def preflight(loaded: LoadedConfig, machine: Machine, zero: ZeroSettings, plan: 
                                        "pass --no-memory-check to start anyway (the estimate is rough)"))
     if not found:
         return
-    render_text(found, sys.stdout)
+    render_text(sort_by_location(found), sys.stdout)
     if check_memory and memory.get("fits") is False:
         print("\n".join(fit_lines(memory)))
     if has_errors(found):
@@ -188,7 +189,8 @@ def _too_old(loaded: LoadedConfig, need: Need, gpus: list[Gpu]) -> list[Diagnost
     if not old:
         return []
     names = ", ".join(f"GPU {gpu.index} ({gpu.name}, {_cc(gpu.compute_capability)})" for gpu in old)
-    instead = "flash_attn: sdpa (or auto)" if need.key == "flash_attn" else "fp16: true (watch for NaN rewards) or fp32"
+    instead = {"flash_attn": "flash_attn: sdpa (or auto)", "tf32": "tf32: false"}.get(
+        need.key, "fp16: true (watch for NaN rewards) or fp32")
     return [loaded.diagnostic(ERROR, "gpu-too-old", f"{need.setting} needs compute capability {_cc(wanted)} or "
                               f"higher ({need.why}), but this machine has {names}", need.key,
                               hint=f"use {instead} on this GPU, or run on an Ampere or newer GPU")]

@@ -25,7 +25,7 @@ _MORE = {
                   "transformers choose",
 }
 _CODES = {"bf16": "machine-precision", "pure_bf16": "machine-precision", "fp16": "machine-precision",
-          "bf16_full_eval": "machine-precision", "fp16_full_eval": "machine-precision",
+          "bf16_full_eval": "machine-precision", "fp16_full_eval": "machine-precision", "tf32": "machine-precision",
           "flash_attn": "machine-flash-attention", "quantization_bit": "machine-quantization",
           "ref_model_quantization_bit": "machine-quantization"}
 
