@@ -3,7 +3,7 @@
 Facts about LLaMA-Factory 0.9.5 and its stack, as data; `validate` notes them (the config may run elsewhere)
 and `dpo-launch train` checks them where the job runs, before it starts anything (launcher/run/preflight.py).
 Sources: LF hparams/parser.py `_check_extra_dependencies` (unsloth, liger-kernel, GaLore, APOLLO, BAdam,
-Adam-mini, SwanLab, matplotlib for plot_loss), model/model_utils/quantization.py (bitsandbytes versions per bit
+Adam-mini, SwanLab), model/model_utils/quantization.py (bitsandbytes versions per bit
 width), model/model_utils/attention.py (fa2 falls back silently when flash-attn is missing); transformers
 trainer_optimizer.py (optimizer packages), integrations/integration_utils.py (report_to packages),
 utils/import_utils.py `is_flash_attn_2_available` (flash-attn >= 2.3.3), integrations/flash_attention.py
@@ -74,8 +74,7 @@ LF_FLAG_PACKAGES = {
     "use_badam": _pkg("badam", minimum="1.2.1"),
     "use_adam_mini": _pkg("adam-mini"),
     "use_swanlab": _pkg("swanlab"),
-    "plot_loss": _pkg("matplotlib"),
-}
+}  # plot_loss's matplotlib is one of LLaMA-Factory's own dependencies
 MIXTURE_OF_DEPTHS = Package("mixture-of-depth", "MoD", "1.1.6")
 # transformers' report_to integrations -> what each imports (integration_utils.py is_*_available). tensorboard is
 # part of the training stack (pyproject's train extra), and `dpo-launch train` adds it to report_to itself.
