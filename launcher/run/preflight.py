@@ -52,8 +52,12 @@ class Machine:
 
 
 def detect_machine(env: Mapping[str, str]) -> Machine:
+    """The CUDA device count and, where there are devices, their details; None when nvidia-smi cannot say which
+    GPUs this process sees (no nvidia-smi, or CUDA_VISIBLE_DEVICES naming MIG slices it does not list)."""
     gpus = visible_gpus(env)
-    return Machine(gpus, detect_gpus(env) if gpus else [])
+    if not gpus:
+        return Machine(0, [])
+    return Machine(gpus, detect_gpus(env) or None)
 
 
 def preflight(loaded: LoadedConfig, machine: Machine, zero: ZeroSettings, plan: dict[str, Any],
@@ -166,8 +170,8 @@ def hardware_problems(loaded: LoadedConfig, machine: Machine) -> list[Diagnostic
     if not machine.gpus:
         return [_no_gpu(loaded, need) for need in needs]
     if machine.details is None:
-        return [loaded.diagnostic(NOTE, "gpu-details-unknown", "nvidia-smi could not be asked for the GPUs' compute "
-                                  "capability and memory: not checked here")]
+        return [loaded.diagnostic(NOTE, "gpu-details-unknown", "nvidia-smi could not tell the compute capability and "
+                                  "memory of the GPUs this process sees: not checked here")]
     return [problem for need in needs for problem in _too_old(loaded, need, machine.details)]
 
 

@@ -166,15 +166,19 @@ def test_quantization_on_a_machine_without_a_gpu_is_refused(tmp_path, machine):
         "machine)"]
 
 
-def test_without_nvidia_smi_the_gpu_details_are_a_note_and_the_run_goes_on(tmp_path, machine):
+@pytest.mark.parametrize(("nvidia_smi", "selection"), [(None, None), (A100, "MIG-4f2b")])
+def test_gpus_nvidia_smi_cannot_describe_get_a_note_and_the_run_goes_on(tmp_path, machine, monkeypatch, nvidia_smi,
+                                                                         selection):
     workspace = write_workspace(tmp_path, LORA + "bf16: true\n")
-    machine.gpus(1, None)
+    machine.gpus(1, nvidia_smi)
+    if selection:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", selection)
 
     result = train(workspace)
 
     assert result.returncode == 0
-    assert "config.yaml: note[gpu-details-unknown]: nvidia-smi could not be asked for the GPUs' compute capability " \
-           "and memory: not checked here" in result.stdout.splitlines()
+    assert "config.yaml: note[gpu-details-unknown]: nvidia-smi could not tell the compute capability and memory of " \
+           "the GPUs this process sees: not checked here" in result.stdout.splitlines()
 
 
 def test_an_estimate_above_the_gpu_memory_is_refused_with_the_ways_out(tmp_path, machine):
