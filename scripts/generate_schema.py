@@ -270,6 +270,20 @@ def dpo_schema(pref_loss_names: list[str]) -> dict:
             "warmup_ratio": {"minimum": 0, "maximum": 1},
             "lora_rank": {"minimum": 1},
             "lora_dropout": {"minimum": 0, "exclusiveMaximum": 1},
+            "reward_model_quantization_bit": nullable_bits,
+            # What LF accepts and a later library call refuses (tests/check/test_lf_differential.py finds them):
+            "preprocessing_num_workers": {"minimum": 1, "x-hint": "datasets' map needs at least one process "
+                                          "(num_proc > 0); leave it unset to preprocess in this process"},
+            "dataloader_num_workers": {"minimum": 0, "x-hint": "torch's DataLoader needs 0 (load in the main "
+                                       "process) or more worker processes"},
+            "max_samples": {"minimum": 1, "x-hint": "0 samples leave nothing to train on; remove it to use all"},
+            "seed": {"minimum": 0, "maximum": 2 ** 32 - 1, "x-hint": "numpy seeds are 0 to 2**32 - 1"},
+            "warmup_steps": {"minimum": 0, "x-hint": "a whole number of steps, or a fraction below 1 of the total"},
+            "torch_empty_cache_steps": {"minimum": 1},
+            "adam_beta1": {"minimum": 0, "exclusiveMaximum": 1, "x-hint": "torch's Adam needs 0 <= beta < 1"},
+            "adam_beta2": {"minimum": 0, "exclusiveMaximum": 1, "x-hint": "torch's Adam needs 0 <= beta < 1"},
+            "adam_epsilon": at_least_zero,
+            "weight_decay": at_least_zero,
         },
         # quantization_bit depends on the method (model/model_utils/quantization.py:166-216); bnb is the default.
         "allOf": [

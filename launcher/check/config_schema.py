@@ -11,6 +11,7 @@ from typing import Any
 
 from launcher.check.config import OVERRIDES_FILE, LoadedConfig
 from launcher.check.diagnostics import ERROR, WARNING, Diagnostic, suggestion_hint
+from launcher.check.other_names import LEGACY_KEYS, OTHER_NAMES
 from launcher.check.schema_words import expected_text, is_number, shown, value_hint
 from launcher.check.schemas import is_valid, lf_properties, not_settable, validator
 
@@ -18,57 +19,11 @@ from launcher.check.schemas import is_valid, lf_properties, not_settable, valida
 CODES = {"type": "type", "anyOf": "type", "enum": "enum", "const": "enum", "minimum": "range", "maximum": "range",
          "exclusiveMinimum": "range", "exclusiveMaximum": "range", "minLength": "range"}
 
-# Keys LF once had, or that transformers 5 dropped -> (message, hint). docs/upstream-notes.md#config-reading.
-LEGACY_KEYS = {
-    **{old: (f"'{old}' was renamed to 'pref_beta' in LLaMA-Factory 0.8.0", "rename it to pref_beta")
-       for old in ("dpo_beta", "orpo_beta")},
-    **{old: (f"'{old}' was renamed to 'pref_ftx' in LLaMA-Factory 0.8.0", "rename it to pref_ftx")
-       for old in ("dpo_ftx", "kto_ftx")},
-    "dpo_loss": ("'dpo_loss' was renamed to 'pref_loss' in LLaMA-Factory 0.8.0", "rename it to pref_loss"),
-    "evaluation_strategy": ("'evaluation_strategy' was renamed to 'eval_strategy' in transformers",
-                            "rename it to eval_strategy"),
-    "checkpoint_dir": ("'checkpoint_dir' was renamed to 'adapter_name_or_path' in LLaMA-Factory",
-                       "rename it to adapter_name_or_path"),
-    **{old: (f"'{old}' was replaced by 'cutoff_len' in LLaMA-Factory, one length for prompt and response",
-             "delete it and set cutoff_len to the longest prompt plus response in tokens; the default is 2048")
-       for old in ("max_source_length", "max_target_length")},
-    "neft_alpha": ("'neft_alpha' was renamed to 'neftune_noise_alpha' in LLaMA-Factory",
-                   "rename it to neftune_noise_alpha"),
-    "resume_lora_training": ("'resume_lora_training' was removed from LLaMA-Factory",
-                             "delete it; to continue from an adapter set adapter_name_or_path"),
-    "save_safetensors": ("'save_safetensors' was removed in transformers 5 (checkpoints are always safetensors)",
-                         "delete it"),
-    "no_cuda": ("'no_cuda' was renamed to 'use_cpu' in transformers", "rename it to use_cpu"),
-    **{f"per_gpu_{split}_batch_size": ((f"'per_gpu_{split}_batch_size' was renamed to "
-                                        f"'per_device_{split}_batch_size' in transformers"),
-                                       f"rename it to per_device_{split}_batch_size")
-       for split in ("train", "eval")},
-}
-# TRL DPOConfig/KTOConfig names people copy from TRL examples -> how to say it to LLaMA-Factory.
-TRL_KEYS = {
-    "beta": "use pref_beta",
-    "loss_type": "use pref_loss",
-    "label_smoothing": "use dpo_label_smoothing",
-    "max_prompt_length": "LLaMA-Factory has one length for prompt and response: use cutoff_len",
-    "max_completion_length": "LLaMA-Factory has one length for prompt and response: use cutoff_len",
-    "rpo_alpha": "the closest LLaMA-Factory key is pref_ftx, an SFT loss on the chosen response",
-    "desirable_weight": "use kto_chosen_weight",
-    "undesirable_weight": "use kto_rejected_weight",
-    "reference_free": "for training without a reference model use pref_loss: simpo or orpo",
-    "precompute_ref_log_probs": "LLaMA-Factory has no equivalent; delete it",
-    "sync_ref_model": "LLaMA-Factory has no equivalent; delete it",
-    "padding_value": "LLaMA-Factory pads with the tokenizer's pad token; delete it",
-    "truncation_mode": "LLaMA-Factory has no equivalent; delete it",
-    "dataset_num_proc": "use preprocessing_num_workers",
-    "model_init_kwargs": "LLaMA-Factory has no equivalent; delete it",
-    "ref_model_init_kwargs": "LLaMA-Factory has no equivalent; delete it",
-    "generate_during_eval": "LLaMA-Factory has no equivalent; delete it",
-    "use_weighting": "LLaMA-Factory has no equivalent; delete it",
-}
 # What to write instead of a name LF computes itself.
 NOT_SETTABLE_HINTS = {
     "use_ref_model": "choose the loss instead: pref_loss orpo and simpo train without a reference",
     "compute_dtype": "set bf16: true or fp16: true instead",
+    "mixed_precision": "set bf16: true or fp16: true instead",
     "model_max_length": "set cutoff_len instead",
     "block_diag_attn": "set neat_packing instead",
     "train_batch_size": "set per_device_train_batch_size instead",
@@ -120,10 +75,8 @@ def key_diagnostic(loaded: LoadedConfig, key: Any, properties: dict, computed: d
 def unknown_key_text(name: str, properties: dict, stage: Any) -> tuple[str, str | None]:
     if name in LEGACY_KEYS:
         return LEGACY_KEYS[name]
-    if name in TRL_KEYS:
-        replacement = TRL_KEYS[name]
-        message = f"'{name}' is a TRL DPOConfig/KTOConfig name, not a LLaMA-Factory key"
-        return message, replacement
+    if name in OTHER_NAMES:
+        return OTHER_NAMES[name].message(name), OTHER_NAMES[name].hint()
     kind = stage if stage in ("dpo", "kto") else "dpo"
     return f"'{name}' is not a key of a {kind} config", suggestion_hint(name, properties)
 

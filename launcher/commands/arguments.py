@@ -43,3 +43,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rdzv-id", "--rdzv_id", dest="rdzv_id", metavar="ID", help="rendezvous job id")
     group.add_argument("--rdzv-endpoint", "--rdzv_endpoint", dest="rdzv_endpoint", metavar="HOST:PORT",
                        help="rendezvous endpoint (default MASTER_ADDR:MASTER_PORT)")
+
+
+def add_gpu_memory_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu-memory", "--gpu_memory", dest="gpu_memory_flag", metavar="SIZE",
+                        help="memory of each GPU to plan for, e.g. 80GiB or 24GB (default: the smallest visible "
+                             "GPU's, from nvidia-smi; none on a machine without GPUs)")

@@ -16,11 +16,13 @@ from launcher.check.diagnostics import render_json, render_text
 from launcher.check.validation import validate
 from launcher.commands.arguments import (
     add_config_arguments,
+    add_gpu_memory_argument,
     add_launch_arguments,
     pop_config_path,
 )
 from launcher.errors import EXIT_OK, EXIT_USER_ERROR
 from launcher.plan.build import build_plan
+from launcher.plan.gpus import detect_gpus, gpu_memory
 from launcher.plan.render import render_plan
 from launcher.plan.topology import planned_topology, visible_gpus
 
@@ -30,6 +32,7 @@ def add_parser(subparsers) -> None:
                                    description=__doc__)
     add_config_arguments(parser)
     add_launch_arguments(parser)
+    add_gpu_memory_argument(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     parser.add_argument("--no-data", dest="check_data", action="store_false",
                         help="skip dataset_info.json and the records (steps then stay unknown)")
@@ -37,10 +40,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(config: str | None, overrides: list[str], config_file: str | None = None, format: str = "text",
-        check_data: bool = True, **launch_flags: Any) -> int:
+        check_data: bool = True, gpu_memory_flag: str | None = None, **launch_flags: Any) -> int:
     config_path, overrides = pop_config_path(config, overrides, config_file)
     cwd, env = Path.cwd(), dict(os.environ)
-    topology = planned_topology(launch_flags, env, visible_gpus(env))
+    gpus = visible_gpus(env)
+    memory = gpu_memory(gpu_memory_flag, detect_gpus(env) if gpus and gpu_memory_flag is None else None)
+    topology = planned_topology(launch_flags, env, gpus)
     result = validate(config_path, overrides, check_data=check_data, cwd=cwd)
     if not result.ok:
         if format == "json":
@@ -50,7 +55,7 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         print(f"dpo-launch plan: {config_path} has errors; fix them first (dpo-launch validate shows the same)",
               file=sys.stderr)
         return EXIT_USER_ERROR
-    plan = build_plan(result, topology, cwd, env, check_data=check_data)
+    plan = build_plan(result, topology, cwd, env, check_data=check_data, gpu_memory=memory)
     if format == "json":
         json.dump(plan, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -17,6 +17,7 @@ from launcher.check.diagnostics import render_text
 from launcher.check.validation import validate
 from launcher.commands.arguments import (
     add_config_arguments,
+    add_gpu_memory_argument,
     add_launch_arguments,
     pop_config_path,
 )
@@ -30,6 +31,9 @@ def add_parser(subparsers) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     add_launch_arguments(parser)
+    add_gpu_memory_argument(parser)
+    parser.add_argument("--no-memory-check", dest="check_memory", action="store_false",
+                        help="start even when the plan's memory estimate is more than the GPU memory")
     parser.add_argument("--dry-run", action="store_true", help="print the argv and environment, write nothing")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true",
@@ -49,7 +53,8 @@ def add_parser(subparsers) -> None:
 
 def run(config: str | None, overrides: list[str], config_file: str | None = None, dry_run: bool = False,
         resume: bool = False, overwrite: bool = False, monitor: bool = True, stop_on: str | None = None,
-        alert_thresholds: list[str] | None = None, **launch_flags: Any) -> int:
+        alert_thresholds: list[str] | None = None, gpu_memory_flag: str | None = None, check_memory: bool = True,
+        **launch_flags: Any) -> int:
     config_path, overrides = pop_config_path(config, overrides, config_file)
     cwd, env = Path.cwd(), dict(os.environ)
     try:
@@ -63,4 +68,5 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         print(f"dpo-launch train: {config_path} has errors; nothing was started", file=sys.stderr)
         return EXIT_USER_ERROR
     consent = "resume" if resume else "overwrite" if overwrite else None
-    return start_run(result, launch_flags, cwd, env, consent=consent, dry_run=dry_run, monitor=monitor)
+    return start_run(result, launch_flags, cwd, env, consent=consent, dry_run=dry_run, monitor=monitor,
+                     gpu_memory_flag=gpu_memory_flag, check_memory=check_memory)

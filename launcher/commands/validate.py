@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from launcher.check.diagnostics import render_json, render_text
+from launcher.check.invocation import config_file_flag_warning
 from launcher.check.validation import validate
 from launcher.commands.arguments import add_config_arguments, pop_config_path
 from launcher.errors import EXIT_OK, EXIT_USER_ERROR, UsageError
@@ -40,6 +41,8 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         raise UsageError("--stats-dir is only used with --stats")
     warm = _start_stats_worker() if stats else None  # its imports overlap with the validation below
     result = validate(config_path, overrides, check_data=check_data)
+    if config_file is not None and result.config is not None:
+        result.diagnostics.insert(0, config_file_flag_warning(config_path, overrides))
     measured = _measure(result, stats_dir, warm) if stats else None
     if format == "json":
         render_json(result.diagnostics, sys.stdout, extra_summary={"data": result.data_summary},

@@ -1,7 +1,7 @@
 """LLaMA-Factory's defaults for the keys dpo-launch reads, and how it reads comma-separated values.
 
 Sources: LLaMA-Factory 0.9.5 `hparams/finetuning_args.py`, `hparams/data_args.py`, `hparams/model_args.py` and
-transformers 5.6 `training_args.py`. A test compares every entry with the generated schema's defaults.
+transformers 5.5.4 `training_args.py`. A test compares every entry with the generated schema's defaults.
 """
 
 from __future__ import annotations

@@ -15,17 +15,20 @@ from typing import Any
 from launcher.check.data.datasets import local_dataset_sizes
 from launcher.check.diagnostics import Diagnostic
 from launcher.check.validation import ValidationResult
-from launcher.lf.deepspeed import zero_settings
+from launcher.lf.deepspeed import ZeroSettings, zero_settings
 from launcher.lf.resolve import as_dict, resolve_loss_plan, resolve_reference
 from launcher.plan.batch import resolve_batch
+from launcher.plan.gpus import GpuMemory
 from launcher.plan.launch import launch_for_node
 from launcher.plan.memory import MemoryEstimate, estimate_memory
+from launcher.plan.memory_advice import ways_out
 from launcher.plan.topology import Topology, visible_gpus
 
 
 def build_plan(result: ValidationResult, topology: Topology, cwd: Path, env: Mapping[str, str],
-               check_data: bool = True) -> dict[str, Any]:
-    """The plan as stable JSON data: what `--format json` prints and what `train` writes to plan.json."""
+               check_data: bool = True, gpu_memory: GpuMemory | None = None) -> dict[str, Any]:
+    """The plan as stable JSON data: what `--format json` prints and what `train` writes to plan.json.
+    With `gpu_memory` (detected or --gpu-memory), an estimate above it lists the ways out."""
     loaded = result.config
     assert loaded is not None, "plan a config that loaded"  # callers refuse a result that is not ok
     values = loaded.values
@@ -47,7 +50,7 @@ def build_plan(result: ValidationResult, topology: Topology, cwd: Path, env: Map
         "reference": reference_data,
         "loss": loss_data,
         "batch": as_dict(batch),
-        "memory": memory_data(memory),
+        "memory": {**memory_data(memory), **fit_data(memory, gpu_memory, values, topology.world_size, cwd, zero)},
         "launch": launch_plan(values, topology, cwd, env),
         "diagnostics": [asdict(d) for d in diagnostics],
     }
@@ -74,6 +77,17 @@ def memory_data(memory: MemoryEstimate) -> dict[str, Any]:
         "notes": list(memory.notes),
         "estimate": True,
     }
+
+
+def fit_data(memory: MemoryEstimate, gpu: GpuMemory | None, values: Mapping[str, Any], world: int, cwd: Path,
+             zero: ZeroSettings) -> dict[str, Any]:
+    """The GPU memory planned against, whether the estimate fits, and when it does not, the ways out."""
+    if gpu is None or memory.total_gib is None:
+        return {"gpu_memory": None if gpu is None else asdict(gpu), "fits": None, "ways_out": []}
+    fits = memory.total_gib <= gpu.gib
+    found = [] if fits else [{**asdict(way), "fits": way.total_gib is not None and way.total_gib <= gpu.gib}
+                             for way in ways_out(values, world, cwd, zero)]
+    return {"gpu_memory": asdict(gpu), "fits": fits, "ways_out": found}
 
 
 def launch_plan(values: Mapping[str, Any], topology: Topology, cwd: Path, env: Mapping[str, str]) -> dict[str, Any]:

@@ -30,11 +30,18 @@ def render_plan(plan: dict[str, Any], stream: TextIO) -> None:
         say("", *section(plan))
     say("")
     _memory(plan["memory"], plan["launch"]["world_size"], console, say)
+    fit = fit_lines(plan["memory"])
+    if fit:
+        say("", *fit)
     say("", *_launch(plan["launch"]))
     diagnostics = [Diagnostic(**d) for d in plan["diagnostics"]]
     if diagnostics:
         say("", *(d.render() for d in diagnostics))
     warnings = sum(d.severity == "warning" for d in diagnostics)
+    if plan["memory"].get("fits") is False:
+        say(f"✗ plan ready, {warnings} warning{'s' * (warnings != 1)}, but the estimate does not fit in GPU memory: "
+            "`dpo-launch train` refuses it (--no-memory-check to try anyway)")
+        return
     say(f"✓ plan ready, {warnings} warning{'s' * (warnings != 1)}; run it with: "
         f"dpo-launch train {shlex.quote(plan['config'])}")
 
@@ -102,6 +109,23 @@ def _memory(memory: dict[str, Any], world_size: int, console, say) -> None:
     say("")
     console.print(choices)
     say(*(f"  note: {note}" for note in memory["notes"]))
+
+
+def fit_lines(memory: dict[str, Any]) -> list[str]:
+    """Whether the estimate fits the GPU memory planned against, and if not, each way out with its estimate."""
+    gpu, total = memory.get("gpu_memory"), memory["total_gib"]
+    if gpu is None or memory.get("fits") is None:
+        return []
+    against = f"{gpu['gib']:.2f} GiB ({gpu['source']})"
+    if memory["fits"]:
+        return [f"GPU memory: the estimate, {total:.2f} GiB per GPU, fits in {against}"]
+    lines = [f"Out of GPU memory: the estimate, {total:.2f} GiB per GPU, is more than {against}. "
+             "Ways out, each on its own, with this config's estimate per GPU:"]
+    width = max(len(way["change"]) for way in memory["ways_out"]) if memory["ways_out"] else 0
+    for way in memory["ways_out"]:
+        verdict = "fits" if way["fits"] else "still too much"
+        lines.append(f"  {way['change']:<{width}}  {_gib(way['total_gib']):>8} GiB  {verdict}: {way['why']}")
+    return lines
 
 
 def _launch(launch: dict[str, Any]) -> list[str]:

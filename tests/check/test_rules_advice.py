@@ -46,13 +46,14 @@ def test_simpo_with_the_dpo_sized_beta_warns_with_the_resulting_margin(workspace
 
 
 def test_report_to_without_tensorboard_warns_also_when_it_is_left_at_the_default(workspace):
-    assert rendered(workspace, BASE.replace("report_to: tensorboard", "report_to: wandb")) == [
+    assert rendered(workspace, BASE.replace("report_to: tensorboard", "report_to: wandb"))[0] == (
         "config.yaml:7:12: warning[report-to-without-tensorboard]: report_to is 'wandb', without tensorboard: "
         "`llamafactory-cli train` will not log rewards/* and logps/* to TensorBoard (add tensorboard, e.g. "
-        "report_to: [tensorboard]; `dpo-launch train` adds it by itself)"]
+        "report_to: [tensorboard]; `dpo-launch train` adds it by itself)")
     assert codes(workspace, BASE.replace("report_to: tensorboard\n", "")) == [
         ("warning", "report-to-without-tensorboard")]
-    assert codes(workspace, BASE.replace("report_to: tensorboard", "report_to: [wandb, tensorboard]")) == []
+    assert codes(workspace, BASE.replace("report_to: tensorboard", "report_to: [wandb, tensorboard]")) == [
+        ("note", "machine-package")]  # wandb: checked where the job runs
 
 
 def test_learning_rate_advice_allows_lora_ten_times_more_than_full_fine_tuning(workspace):

@@ -1,9 +1,9 @@
-"""The cross-field checks of LLaMA-Factory 0.9.5's `get_train_args` and `_verify_model_args` (docs/upstream-notes.md#argument-checks),
-plus the few transformers TrainingArguments checks a DPO config can hit.
+"""The cross-field checks of LLaMA-Factory 0.9.5's `get_train_args` and `_verify_model_args`
+(docs/upstream-notes.md#argument-checks), and what its model loader refuses (attention implementations).
 
-Checks that depend on the machine (bf16 support, a distributed launch) are notes in machine.py.
-Sources: llamafactory/hparams/parser.py (`_verify_model_args`, `get_train_args`), model/adapter.py:157-176,
-transformers/training_args.py (`_validate_args`).
+transformers' own TrainingArguments checks are in hf_args.py; checks that depend on the machine (bf16 support,
+a distributed launch, packages) are notes in machine.py. Sources: llamafactory/hparams/parser.py
+(`_verify_model_args`, `get_train_args`), model/adapter.py:157-176, model/model_utils/attention.py.
 """
 
 from __future__ import annotations
@@ -158,33 +158,6 @@ def zero3_single_adapter(ctx: RuleContext) -> Iterator[Diagnostic]:
                             + lf_says("Cannot use multiple adapters in DeepSpeed ZeRO-3."))
 
 
-def fp16_and_bf16(ctx: RuleContext) -> Iterator[Diagnostic]:
-    if ctx.flag("fp16") and ctx.flag("bf16"):
-        yield ctx.error("fp16-and-bf16", "fp16: true and bf16: true are both set; choose one", "fp16",
-                        "prefer bf16 for DPO (fp16 overflows into NaN rewards, LLaMA-Factory #2819); transformers "
-                        'stops with "At most one of fp16 and bf16 can be True, but not both"')
-
-
-def best_model_needs_matching_strategies(ctx: RuleContext) -> Iterator[Diagnostic]:
-    if not ctx.flag("load_best_model_at_end") or ctx.text("save_strategy") == "best":
-        return
-    evaluate, save = ctx.text("eval_strategy"), ctx.text("save_strategy")
-    if evaluate != save:
-        yield ctx.error("best-model-strategy-mismatch",
-                        f"load_best_model_at_end: true needs save_strategy equal to eval_strategy but got "
-                        f"save_strategy {shown(save)} and eval_strategy {shown(evaluate)}", "load_best_model_at_end",
-                        'set both to steps (or epoch); transformers stops with "--load_best_model_at_end requires '
-                        'the save and eval strategy to match"')
-
-
-def scheduler_needs_eval(ctx: RuleContext) -> Iterator[Diagnostic]:
-    scheduler = ctx.text("lr_scheduler_type")
-    if scheduler in ("reduce_lr_on_plateau", "greedy") and ctx.text("eval_strategy") == "no":
-        yield ctx.error("scheduler-needs-eval", f"lr_scheduler_type: {shown(scheduler)} needs an eval_strategy",
-                        "lr_scheduler_type", f"set eval_strategy: steps and eval data; transformers stops with "
-                        f'"lr_scheduler_type {scheduler} requires an eval strategy"')
-
-
 def dpo_eval_without_reference(ctx: RuleContext) -> Iterator[Diagnostic]:
     """LF's own warning (parser.py): without training the policy is its own reference, so rewards are 0."""
     if ctx.stage == "dpo" and ctx.uses_ref_model() and not ctx.flag("do_train") and not ctx.is_set("ref_model"):
@@ -195,9 +168,21 @@ def dpo_eval_without_reference(ctx: RuleContext) -> Iterator[Diagnostic]:
                           "for computing rewards at evaluation.\")")
 
 
+
+def flash_attention_3_unsupported(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """LF 0.9.5's `configure_attn_implementation` (model/model_utils/attention.py) handles fa3 only for gpt-oss,
+    which it switches to FlashAttention-3 by itself whatever flash_attn says; for every other model fa3 reaches its
+    final `raise NotImplementedError` (fixed on LLaMA-Factory's main after the release)."""
+    if ctx.text("flash_attn") == "fa3":
+        yield ctx.error("flash-attn-3-unsupported",
+                        "flash_attn: 'fa3' is not implemented in LLaMA-Factory 0.9.5: loading any model but gpt-oss "
+                        'stops with "NotImplementedError: Unknown attention type: fa3"', "flash_attn",
+                        "use flash_attn: fa2 (or auto); gpt-oss gets FlashAttention-3 by itself with auto")
+
+
 RULES = (
     sft_only_options, streaming_needs_max_steps, train_needs_dataset, eval_needs_eval_data,
     quantization_device_map_in_training, zero3_incompatible, galore_apollo_with_deepspeed, fp8_with_quantization,
-    infer_backend_huggingface, adapter_needs_lora, quantized_model_limits, zero3_single_adapter, fp16_and_bf16,
-    best_model_needs_matching_strategies, scheduler_needs_eval, dpo_eval_without_reference,
+    infer_backend_huggingface, adapter_needs_lora, quantized_model_limits, zero3_single_adapter,
+    dpo_eval_without_reference, flash_attention_3_unsupported,
 )

@@ -127,4 +127,52 @@ def _tree_values(ctx: RuleContext, key: str) -> list[str]:
     return [value] if value and value != "ONLINE" else []
 
 
-RULES = (model_and_adapter_paths, trust_remote_code, paths_outside_working_tree)
+# What transformers 5.x Trainer needs in a checkpoint folder to resume (trainer.py `_load_from_checkpoint`,
+# integrations/deepspeed.py `deepspeed_load_checkpoint`, then `TrainerState.load_from_json`).
+CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                      "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def resume_checkpoint_exists(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """transformers' Trainer.train opens resume_from_checkpoint only after the model and data are loaded: a folder
+    that is missing or holds no checkpoint fails there, seconds to minutes in."""
+    value = ctx.text("resume_from_checkpoint")
+    if not value:
+        return
+    problem = checkpoint_problem(ctx.cwd / value, deepspeed=ctx.is_set("deepspeed"))
+    if problem:
+        yield ctx.error("resume-checkpoint-invalid", f"resume_from_checkpoint: {shown(value)} {problem}",
+                        "resume_from_checkpoint",
+                        "point it at a checkpoint-N folder, or remove it (`dpo-launch train --resume` picks the last "
+                        f'complete one); transformers stops with "Can\'t find a valid checkpoint at {value}"')
+
+
+def checkpoint_problem(path: Path, deepspeed: bool) -> str | None:
+    """Why `path` is not a checkpoint the Trainer can resume from, or None."""
+    kind, reason = path_kind(path)
+    if kind != "dir":
+        return {"missing": "does not exist", "file": "is a file"}.get(kind, reason or "is not a directory")
+    entries = _entries(path)
+    if deepspeed and not any(name.startswith("global_step") for name in entries):
+        return "has no global_step* folder, which DeepSpeed resumes from"
+    if not deepspeed and not (set(CHECKPOINT_WEIGHTS) & set(entries) or _adapter_subfolders(path, entries)):
+        return f"holds no model weights ({', '.join(CHECKPOINT_WEIGHTS[::2])}, ...)"
+    if "trainer_state.json" not in entries:
+        return "has no trainer_state.json"
+    return None
+
+
+def _entries(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _adapter_subfolders(path: Path, entries: list[str]) -> bool:
+    """Several adapters are saved in subfolders, each with its adapter weights."""
+    return any(path_kind(path / name / weights)[0] == "file" for name in entries
+               for weights in ("adapter_model.safetensors", "adapter_model.bin"))
+
+
+RULES = (model_and_adapter_paths, trust_remote_code, paths_outside_working_tree, resume_checkpoint_exists)

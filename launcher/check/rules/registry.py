@@ -3,7 +3,8 @@
 Each rule is a small function `rule(ctx) -> Iterator[Diagnostic]`, grouped by where its knowledge comes from:
 
 - lf_args:   LLaMA-Factory's argument `__post_init__` checks (hparams/*_args.py)
-- lf_train:  `get_train_args` / `_verify_model_args` (hparams/parser.py) and transformers' TrainingArguments checks
+- lf_train:  `get_train_args` / `_verify_model_args` (hparams/parser.py) and LF's model loader (attention)
+- hf_args:   transformers' TrainingArguments checks, and what LF accepts but a later library call refuses
 - advice:    what LLaMA-Factory lets through (silent sigmoid, ignored reference, TensorBoard) and advice
 - paths:     model/reference/adapter paths, trust_remote_code, paths outside the working tree
 - deepspeed: the DeepSpeed JSON (readable, no optimizer blocks, no mismatching hard-coded values)
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from launcher.check.config import LoadedConfig
 from launcher.check.diagnostics import Diagnostic
-from launcher.check.rules import advice, deepspeed, lf_args, lf_train, machine, paths
+from launcher.check.rules import advice, deepspeed, hf_args, lf_args, lf_train, machine, paths
 from launcher.check.rules.context import NotApplicable, RuleContext
 
 Rule = Callable[[RuleContext], Iterable[Diagnostic]]
@@ -27,6 +28,7 @@ Rule = Callable[[RuleContext], Iterable[Diagnostic]]
 RULES: tuple[Rule, ...] = (
     *lf_args.RULES,
     *lf_train.RULES,
+    *hf_args.RULES,
     *advice.RULES,
     *paths.RULES,
     *deepspeed.RULES,
