@@ -19,7 +19,9 @@ import platform
 import tempfile
 from pathlib import Path
 
+import wheels
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets", "llamafactory",
                  "deepspeed", "huggingface-hub", "tensorboard")
@@ -67,10 +69,11 @@ def device() -> dict:
     if info["cuda"]:
         props = torch.cuda.get_device_properties(0)
         a = torch.randn(256, 256, device="cuda", dtype=torch.bfloat16)
+        nccl = torch.cuda.nccl.version()  # a tuple in torch 2.x, an int in older releases
         info.update(name=props.name, capability=f"{props.major}.{props.minor}",
                     memory_gib=round(props.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported(),
                     bf16_matmul=bool(torch.isfinite((a @ a).float()).all().item()),
-                    nccl=".".join(map(str, torch.cuda.nccl.version())))
+                    nccl=".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl))
     return info
 
 
@@ -104,14 +107,17 @@ def flash_attn() -> dict:
     return {"importable": True, "version": getattr(module, "__version__", "?"), "why": None}
 
 
-def unmet_requirements(site: Path) -> tuple[int, list[str]]:
-    """(wheels installed in `site`, the requirements of theirs that the installed versions do not meet)."""
+def unmet_requirements(site: Path, left_behind: frozenset[str] = frozenset()) -> tuple[int, list[str]]:
+    """(wheels installed in `site`, the requirements of theirs that the installed versions do not meet), leaving
+    out the requirements left behind on purpose (wheels.toml's [left_behind], by canonical name)."""
     carried = list(metadata.distributions(path=[str(site)]))
     unmet = []
     for dist in carried:
         for text in dist.requires or []:
             requirement = Requirement(text)
             if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            if canonicalize_name(requirement.name) in left_behind:
                 continue
             try:
                 installed = metadata.version(requirement.name)
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         report["device"] = device()
         report["distributed"] = one_rank_all_reduce(report["device"]["cuda"])
     if args.site is not None:
-        report["carried"], report["unmet"] = unmet_requirements(args.site)
+        report["carried"], report["unmet"] = unmet_requirements(args.site, frozenset(wheels.load_pins()[1]))
     args.json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
 

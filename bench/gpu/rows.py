@@ -60,7 +60,8 @@ def carried_row(probe: dict, site: str | None) -> Row:
         return Row("carried wheels", FAIL, f"{probe['carried']} installed in {site}; unmet: "
                                            + "; ".join(probe["unmet"]))
     return Row("carried wheels", OK, f"{probe['carried']} installed in {site}, ahead of the preinstalled packages; "
-                                     "every requirement of theirs is met by the installed versions")
+                                     "every requirement of theirs is met by the installed versions (those "
+                                     "left behind on purpose in bench/gpu/wheels.toml aside)")
 
 
 def distributed_row(probe: dict) -> Row:

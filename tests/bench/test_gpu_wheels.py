@@ -149,7 +149,9 @@ def test_on_the_box_the_probe_lists_a_carried_requirement_the_installed_versions
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n"
                                    "Requires-Dist: packaging>=999\nRequires-Dist: pyyaml>=5.1\n"
-                                   "Requires-Dist: gradio; extra == 'web'\n")
+                                   "Requires-Dist: gradio; extra == 'web'\n"
+                                   "Requires-Dist: no-such-package-anywhere\nRequires-Dist: left-behind-one>=1\n")
     installed = importlib.metadata.version("packaging")
-    assert probe.unmet_requirements(tmp_path / "site") == (
-        1, [f"demo-pkg 1.0 requires packaging>=999, found {installed}"])
+    assert probe.unmet_requirements(tmp_path / "site", frozenset({"left-behind-one"})) == (
+        1, ["demo-pkg 1.0 requires no-such-package-anywhere, found nothing",
+            f"demo-pkg 1.0 requires packaging>=999, found {installed}"])
