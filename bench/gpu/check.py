@@ -36,6 +36,7 @@ import wheels
 
 REPO = runs.REPO
 GPU_BUDGET_S = 450  # leaves check.sh's install and the teardown inside 8 minutes
+PROBE_TIMEOUT_S, MODEL_TIMEOUT_S = 180, 300  # a hung NCCL init or a slow build must not eat the budget
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Nothing on the box can reach a hub: fail fast instead of waiting on timeouts. RECORD_VRAM=1: see runs.py.
 RUN_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RECORD_VRAM": "1"}
@@ -85,8 +86,11 @@ def run_probe(logs: Path, site: Path | None) -> dict:
     command = [sys.executable, str(Path(probe_module.__file__)), "--json-out", str(out)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     with open(logs / "probe.log", "w", encoding="utf-8") as log:
-        subprocess.run(command + (["--site", str(site)] if site else []), cwd=REPO, env=env, stdout=log,
-                       stderr=subprocess.STDOUT, timeout=600, check=False)
+        try:
+            subprocess.run(command + (["--site", str(site)] if site else []), cwd=REPO, env=env, stdout=log,
+                           stderr=subprocess.STDOUT, timeout=PROBE_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            return {"error": f"the probe ran past {PROBE_TIMEOUT_S} s and was stopped; see logs/probe.log"}
     if not out.is_file():
         return {"error": "the probe did not finish; see logs/probe.log"}
     return json.loads(out.read_text(encoding="utf-8"))
@@ -102,14 +106,20 @@ def build_model(smoke: bool, logs: Path) -> dict:
                                       "Llama, 16 layers, hidden 1536, GQA 12/4, bf16")
     started = time.perf_counter()
     with open(logs / "model.log", "w", encoding="utf-8") as log:
-        result = subprocess.run([sys.executable, str(REPO / "scripts" / command[0]), str(path), *command[1:]],
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=900, check=False)
+        try:
+            result = subprocess.run([sys.executable, str(REPO / "scripts" / command[0]), str(path), *command[1:]],
+                                    cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=MODEL_TIMEOUT_S,
+                                    check=False)
+            returncode = result.returncode
+        except subprocess.TimeoutExpired:
+            returncode = f"stopped after {MODEL_TIMEOUT_S} s"
     seconds = time.perf_counter() - started
-    error = None if result.returncode == 0 else f"building it failed (exit {result.returncode}); see logs/model.log"
+    error = None if returncode == 0 else f"building it failed (exit {returncode}); see logs/model.log"
     return {"path": str(path), "description": description, "seconds": round(seconds, 1), "error": error}
 
 
 def has_precompute_flag() -> bool:
+    """Whether `dpo-launch train` has the flag yet (issue 15, part 1), so the placeholder row cannot go stale."""
     result = subprocess.run([sys.executable, "-m", "launcher", "train", "--help"], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=False)
     return "--precompute-ref" in result.stdout

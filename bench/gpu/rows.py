@@ -95,9 +95,11 @@ def train_row(case: str, run: dict, precision: str, steps: int) -> Row:
     test = run["self_test"]
     points = run["reward_points"]
     tags_ok = all(count > 0 for count in points.values())
+    losses = ""
+    if test["first_batch_loss"] is not None and test["expected"] is not None:
+        losses = f" (first batch {test['first_batch_loss']:.4f}, expected {test['expected']:.4f})"
     detail = (f"{precision}, {steps} steps, {run['tokens_per_second']:,.0f} tokens/s; loss self-test "
-              f"{test['self_test']} (first batch {test['first_batch_loss']:.4f}, expected {test['expected']:.4f}); "
-              f"reward tags {sum(c > 0 for c in points.values())}/{len(points)} "
+              f"{test['self_test']}{losses}; reward tags {sum(c > 0 for c in points.values())}/{len(points)} "
               f"({min(points.values())} points each or more)")
     return Row(name, OK if test["self_test"] == "passed" and tags_ok else FAIL, detail)
 

@@ -62,8 +62,11 @@ def write_config(case: Case, model: Path, work: Path, steps: int, gpu: bool) -> 
 def plan_estimate(config: Path, log: Path) -> dict:
     """`dpo-launch plan --format json`: the memory estimate per GPU, and the parameter count it is based on."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-m", "launcher", "plan", str(config), "--format", "json"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    try:
+        result = subprocess.run([sys.executable, "-m", "launcher", "plan", str(config), "--format", "json"],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": "dpo-launch plan ran past 120 s and was stopped"}
     log.write_text(result.stdout + result.stderr, encoding="utf-8")
     if result.returncode != 0:
         return {"error": f"dpo-launch plan exited {result.returncode}; see {log.name}"}
