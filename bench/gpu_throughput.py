@@ -148,11 +148,11 @@ def bench_config(model: Path, data_dir: Path, args, gpu: bool) -> dict:
 def tool_argv(tool: str, config: Path, nproc: int, deepspeed: bool) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.setdefault("OMP_NUM_THREADS", "1")
-    # LF's launcher runs `torchrun` from PATH; the interpreter's own must win when the venv is not activated.
-    env["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")])
-    if tool == "dpo-launch":
+    if tool == "dpo-launch":  # it runs the interpreter's own torchrun; PATH stays the caller's
         return [sys.executable, "-m", "launcher", "train", str(config), "--no-monitor",
                 "--nproc-per-node", str(nproc)], env
+    # LF's launcher runs `torchrun` from PATH; the interpreter's own must win when the venv is not activated.
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")])
     cli = VENV_BIN / "llamafactory-cli"
     env["NPROC_PER_NODE"] = str(nproc)  # LF's launcher: torchrun when forced or when it sees several GPUs
     if nproc > 1 or deepspeed:  # LF's docs: DeepSpeed needs torchrun, even for one process
@@ -160,8 +160,10 @@ def tool_argv(tool: str, config: Path, nproc: int, deepspeed: bool) -> tuple[lis
     return [str(cli) if cli.exists() else "llamafactory-cli", "train", str(config)], env
 
 
-def run_tool(argv: list[str], env: dict[str, str], output_dir: Path, log_path: Path) -> dict:
-    """Run one training to its end; note when each trainer_log.jsonl line (with its token count) arrives."""
+def run_tool(argv: list[str], env: dict[str, str], output_dir: Path, log_path: Path,
+             timeout_s: float | None = None) -> dict:
+    """Run one training to its end; note when each trainer_log.jsonl line (with its token count) arrives.
+    Past `timeout_s` the tool gets SIGTERM (both tools stop their ranks on it), then SIGKILL a minute later."""
     trainer_log, arrivals, start = output_dir / "trainer_log.jsonl", [], time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -170,11 +172,23 @@ def run_tool(argv: list[str], env: dict[str, str], output_dir: Path, log_path: P
             for line in lines[len(arrivals):]:
                 if line.endswith("}"):  # a line still being written is read again next time
                     arrivals.append((time.perf_counter(), json.loads(line).get("total_tokens")))
+            if timeout_s is not None and time.perf_counter() - start > timeout_s:
+                stop(process)
+                raise RuntimeError(f"{argv[0]} ran past {timeout_s:.0f} s and was stopped; log {log_path}")
             time.sleep(0.02)
     if process.returncode != 0:
         tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-25:])
         raise RuntimeError(f"{argv[0]} exited with {process.returncode}; log {log_path}:\n{tail}")
     return measure(output_dir, arrivals, time.perf_counter() - start)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def measure(output_dir: Path, arrivals: list, wall_s: float) -> dict:
