@@ -55,9 +55,9 @@ def test_llamafactorys_gates_in_the_lock_are_the_ones_the_installed_llamafactory
 def test_the_box_tokenizers_would_fail_transformers_import_check_so_it_is_carried():
     pins = {name: pin for name, pin in PINS.items() if name != "tokenizers"}
     assert wheels.requirement_problems(LOCK, pins, BOX, LEFT_BEHIND) == [
-        "transformers 5.6.0 requires tokenizers<=0.23.0,>=0.22.0: the box has tokenizers 0.23.2; carry a version "
+        "transformers 5.5.4 requires tokenizers<=0.23.0,>=0.22.0: the box has tokenizers 0.23.2; carry a version "
         "that fits",
-        "transformers 5.6.0 checks at run time tokenizers<=0.23.0,>=0.22.0: the box has tokenizers 0.23.2; carry a "
+        "transformers 5.5.4 checks at run time tokenizers<=0.23.0,>=0.22.0: the box has tokenizers 0.23.2; carry a "
         "version that fits",
     ]
 
