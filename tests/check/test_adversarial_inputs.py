@@ -111,6 +111,28 @@ def test_small_aliases_still_load_as_omegaconf_reads_them(tmp_path):
     assert validate(root / "c.yaml", cwd=root, check_data=False).config.values["lora_target"] == "prefs"
 
 
+def test_ten_thousand_plain_values_without_aliases_are_not_an_alias_bomb(tmp_path):
+    # 10,000 list items plus the config's own values: more than MAX_EXPANDED_VALUES nodes, but no alias adds any
+    root = make_workspace(tmp_path)
+    items = ", ".join(f"m{i}" for i in range(MAX_EXPANDED_VALUES))
+    (root / "c.yaml").write_text(CONFIG + f"lora_target: [{items}]\n", encoding="utf-8")
+    result = validate(root / "c.yaml", cwd=root, check_data=False)
+    assert [d.code for d in result.diagnostics if d.code == "yaml-aliases"] == []
+    assert len(result.config.values["lora_target"]) == MAX_EXPANDED_VALUES
+
+
+@pytest.mark.parametrize("uses, refused", [(98, False), (99, True)])
+def test_only_the_values_aliases_add_count_towards_the_limit(tmp_path, uses, refused):
+    # an anchored list of 101 names is 102 nodes and each alias of it adds 102 values: 98 aliases add 9,996
+    # (allowed, although the file then expands to over 10,000 values), 99 add 10,098 (refused)
+    root = make_workspace(tmp_path)
+    anchored = "x: &big [" + ", ".join(f"m{i}" for i in range(101)) + "]\n"
+    aliases = "y: [" + ", ".join(["*big"] * uses) + "]\n"
+    (root / "c.yaml").write_text(CONFIG + anchored + aliases, encoding="utf-8")
+    codes = [d.code for d in validate(root / "c.yaml", cwd=root, check_data=False).diagnostics]
+    assert ("yaml-aliases" in codes) == refused
+
+
 @pytest.mark.parametrize("text, anchor", [("lora_target: &a [*a]\n", "a"), ("quantization_bit: &m {x: *m}\n", "m")])
 def test_recursive_yaml_alias_is_a_located_error(tmp_path, text, anchor):
     root = make_workspace(tmp_path)
