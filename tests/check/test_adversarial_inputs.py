@@ -399,6 +399,41 @@ def test_data_file_that_is_a_symlink_loop_is_named_as_such(tmp_path, target):
                          "data/prefs.jsonl is a symbolic link that leads nowhere (a loop, or its target is missing)")
 
 
+def dataset_file_errors(root: Path) -> list[str]:
+    return [d.render() for d in errors_of(root) if d.code == "dataset-file"]
+
+
+def test_a_fifo_as_the_data_file_is_not_a_regular_file_and_is_never_opened(tmp_path):
+    root = make_workspace(tmp_path)
+    (root / "data" / "prefs.jsonl").unlink()
+    os.mkfifo(root / "data" / "prefs.jsonl")  # opening it for reading would block
+    assert dataset_file_errors(root) == [
+        "data/dataset_info.json:3:18: error[dataset-file]: entry 'prefs': data/prefs.jsonl is a FIFO (named pipe), "
+        "not a regular file (LLaMA-Factory: 'File data/prefs.jsonl not found.') (file_name must name a data file "
+        "or a folder of them)"]
+
+
+def test_dev_zero_as_the_data_file_is_a_character_device_not_a_missing_file(tmp_path):
+    root = make_workspace(tmp_path)
+    info = {"prefs": {**INFO["prefs"], "file_name": "/dev/zero"}}
+    (root / "data" / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    assert dataset_file_errors(root) == [
+        "data/dataset_info.json:3:18: error[dataset-file]: entry 'prefs': /dev/zero is a character device, not a "
+        "regular file (LLaMA-Factory: 'File /dev/zero not found.') (file_name must name a data file or a folder "
+        "of them)"]
+
+
+def test_a_fifo_inside_a_data_folder_is_named_and_never_opened(tmp_path):
+    root = make_workspace(tmp_path)
+    (root / "data" / "prefs.jsonl").unlink()
+    (root / "data" / "prefs.jsonl").mkdir()
+    (root / "data" / "prefs.jsonl" / "a.jsonl").write_text(json.dumps(GOOD) + "\n", encoding="utf-8")
+    os.mkfifo(root / "data" / "prefs.jsonl" / "b.jsonl")
+    assert dataset_file_errors(root) == [
+        "data/dataset_info.json:3:18: error[dataset-file]: entry 'prefs': data/prefs.jsonl/b.jsonl is a FIFO (named "
+        "pipe), not a regular file"]
+
+
 # ---------------------------------------------------------------- regressions found by tests/test_fuzz_validate.py
 
 def test_control_character_in_a_yaml_config_is_a_located_error(tmp_path):
