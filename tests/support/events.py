@@ -1,0 +1,60 @@
+"""Event files written byte by byte, without torch or tensorboard: a TFRecord per Event holding scalars, as
+TensorBoard's writers lay them out (the framing and field numbers are in launcher/observe/events.py)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from launcher.observe.events import masked_crc32c
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+    key = _varint(number << 3 | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def scalar_event(tag: str, step: int, value: float, wall_time: float) -> bytes:
+    summary_value = _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value))
+    summary = _field(1, 2, summary_value)
+    return _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step)) + _field(5, 2, summary)
+
+
+def record(data: bytes) -> bytes:
+    header = struct.pack("<Q", len(data))
+    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+def write_scalars(path: Path, points: Iterable[tuple[str, int, float]], start_time: float = 1000.0,
+                  mode: str = "wb") -> Path:
+    """(tag, step, value) points as one event file; wall times 0.5 s apart per step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, mode) as handle:
+        for tag, step, value in points:
+            handle.write(record(scalar_event(tag, step, value, start_time + step / 2)))
+    return path
+
+
+def write_run(run_dir: Path, steps: int, max_steps: int | None = None, finished: bool = False,
+              first_step: int = 1) -> Path:
+    """`<run_dir>/tensorboard/events.out.tfevents.1.host` with train/loss and rewards for steps first..steps,
+    progress/max_steps in `dpo-launch/` and, when `finished`, HF's train/train_runtime at the last step."""
+    points = [(tag, step, value) for step in range(first_step, steps + 1)
+              for tag, value in (("train/loss", 0.7 - step / 1000), ("train/rewards/margins", step / 100))]
+    if finished:
+        points.append(("train/train_runtime", steps, 1.5))
+    write_scalars(run_dir / "tensorboard" / "events.out.tfevents.1.host", points)
+    if max_steps is not None:
+        write_scalars(run_dir / "tensorboard" / "dpo-launch" / "events.out.tfevents.1.host",
+                      [("progress/max_steps", 0, float(max_steps))])
+    return run_dir
