@@ -10,12 +10,14 @@ run is over and nobody recorded how. `None` means the run may still be going.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.errors import EXIT_ALERT_STOP
+from launcher.layout import alerts_file
 from launcher.run_status import (
     FINISHED,
     LAUNCHER_LOST,
@@ -33,6 +35,24 @@ class RunEnd:
     state: str  # a run_status state, or STOPPED_EARLY
     summary: str  # what monitor and report print, e.g. "stopped by the loss-not-finite alert at step 1 (exit 4)"
     exit_code: int | None = None
+
+
+def read_alerts(output_dir: Path) -> list[dict]:
+    """Every alert record in `<output_dir>/dpo-launch/alerts.jsonl`; lines that are not one are skipped."""
+    try:
+        lines = alerts_file(output_dir).read_bytes().splitlines()
+    except OSError:
+        return []
+    return [alert for alert in map(alert_record, lines) if alert is not None]
+
+
+def alert_record(line: bytes) -> dict | None:
+    """One line of alerts.jsonl as a dict, or None when it is not a JSON object (or not UTF-8)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def stopping_alert(alerts: list[dict]) -> dict | None:

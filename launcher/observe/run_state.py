@@ -16,7 +16,7 @@ from launcher.errors import UserError
 from launcher.layout import OWN_DIR
 from launcher.observe.alerts import AlertEngine
 from launcher.observe.events import EventReader, Scalar, Text
-from launcher.observe.run_end import RunEnd, read_end
+from launcher.observe.run_end import RunEnd, alert_record, read_end
 
 FINISHED_TAG = "train/train_runtime"  # HF logs it once, after the last step
 MAX_STEPS_TAG = "progress/max_steps"  # written by launcher/worker/metrics.py at train begin
@@ -143,7 +143,7 @@ class RunState:
         alerts = []
         for line in complete.split(b"\n")[:-1]:
             self._alert_lines += 1
-            alert = _alert_record(line)
+            alert = alert_record(line)
             if alert is not None:
                 alerts.append(alert)
             elif line.strip() and not self._bad_alert_line_seen:
@@ -197,14 +197,6 @@ class RunState:
             return int(cfg["per_device_train_batch_size"]) * int(cfg.get("gradient_accumulation_steps", 1)) * world
         except (KeyError, TypeError, ValueError):
             return None
-
-
-def _alert_record(line: bytes) -> dict | None:
-    try:
-        value = json.loads(line)
-    except ValueError:  # not JSON, or not UTF-8
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _total_steps_from_trainer_log(path: Path) -> int | None:
