@@ -15,6 +15,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from launcher import __version__
 from launcher.commands import (
@@ -57,7 +58,7 @@ class _Parser(argparse.ArgumentParser):
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:  # argparse exits 2 as well; keep its message, add the help hint
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 as well; keep its message, add the help hint
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise _ArgparseError(f"{self.prog}: error: {message}")

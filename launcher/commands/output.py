@@ -91,6 +91,6 @@ def error_object(exit_code: int, message: str, crash_log: Path | None = None) ->
                                    "message": message, "crash_log": str(crash_log) if crash_log else None}}
 
 
-def print_json(value: dict, stream: TextIO) -> None:
+def print_json(value: dict, stream: TextIO | PipeSafeStream) -> None:
     stream.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     stream.flush()

@@ -96,6 +96,7 @@ def test_a_resume_the_config_did_not_ask_for_is_named_not_blamed_on_the_loss():
                                                               "has already moved from its reference")
 
 
+@pytest.mark.slow  # imports torch in process
 def test_kto_pair_loss_is_one_half_at_equal_policy_and_reference_and_falls_as_chosen_rises():
     import torch
 
