@@ -4,6 +4,9 @@ A write goes to a temporary file in the target's directory (so the final rename 
 is flushed and fsync'ed, then `os.replace`d over the target: readers see the old file or the new one, never
 a mix. On any exception (KeyboardInterrupt included) the temporary file is removed and the target untouched.
 A SIGKILL mid-write leaves the target intact too, plus a `.<name>.*.tmp` file next to it.
+
+A symbolic link is written through, as `open(path, "w")` would: its target is replaced and the link stays a
+link (a shared dataset_info.json linked into a dataset_dir stays shared).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import IO
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file for writing; on a clean exit it replaces `path`, on an exception it vanishes."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         text_args = {} if "b" in mode else {"encoding": encoding, "newline": ""}  # newline="": write bytes as given

@@ -1,17 +1,21 @@
 """`dpo-launch` entry point: parse arguments, dispatch to one module per subcommand, map exit codes.
 
 Exit codes (launcher.errors): 0 ok, 1 the user's input is wrong, 2 usage error, 3 internal error (crash log
-written), 130 interrupted. `train` passes the job's own exit code through.
+written), 130 interrupted; `train` passes the job's own exit code through (4 stopped by an alert, 5 stalled,
+129/143 after SIGHUP/SIGTERM). The exit code is the result's whatever happens to stdout (a closed pipe drops the
+output, never the work), and with `--format json` every exit prints one JSON object (launcher.commands.output).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from launcher import __version__
 from launcher.commands import (
@@ -23,10 +27,16 @@ from launcher.commands import (
     train,
     validate,
 )
+from launcher.commands.output import (
+    HeldOutput,
+    PipeSafeStream,
+    error_object,
+    print_json,
+    wants_json,
+)
 from launcher.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     EXIT_USAGE,
     EXIT_USER_ERROR,
     UsageError,
@@ -37,6 +47,10 @@ from launcher.errors import (
 COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert)
 
 
+class _ArgparseError(UsageError):
+    """A usage error argparse found; the usage line and the message are already on stderr."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with abbreviations off (`--o` must not mean `--overwrite`) and the exit code of a usage error."""
 
@@ -44,9 +58,10 @@ class _Parser(argparse.ArgumentParser):
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:  # argparse exits 2 as well; keep its message, add the help hint
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 as well; keep its message, add the help hint
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise _ArgparseError(f"{self.prog}: error: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,29 +76,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    saved = sys.stdout, sys.stderr
+    stdout, stderr = PipeSafeStream(sys.stdout), PipeSafeStream(sys.stderr)
+    held = HeldOutput() if wants_json(argv) else None
+    sys.stdout, sys.stderr = held or stdout, stderr
+    try:
+        code, error = _dispatch(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+    if held is not None:  # exactly one JSON object: the command's, or the error's
+        if error is None:
+            stdout.write(held.getvalue())
+        else:
+            print_json(error, stdout)
+    stdout.flush()
+    stderr.flush()
+    return code
+
+
+def _dispatch(argv: list[str]) -> tuple[int, dict | None]:
+    """(exit code, the JSON error object when the command ended in an error rather than with a result)."""
     command = None
     try:
         args = parse_arguments(build_parser(), argv)
         command = args.command
         kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
-        return args.handler(**kwargs)
+        return args.handler(**kwargs), None
+    except _ArgparseError as exc:
+        return EXIT_USAGE, error_object(EXIT_USAGE, str(exc))
     except UsageError as exc:
         print(f"dpo-launch: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE, error_object(EXIT_USAGE, f"dpo-launch: error: {exc}")
     except UserError as exc:
         print(f"dpo-launch {command}: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_USER_ERROR, error_object(EXIT_USER_ERROR, f"dpo-launch {command}: error: {exc}")
     except KeyboardInterrupt:
         print("dpo-launch: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_OK
-    except SystemExit as exc:  # argparse's --help / usage errors
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return EXIT_INTERRUPTED, error_object(EXIT_INTERRUPTED, "dpo-launch: interrupted")
+    except SystemExit as exc:  # argparse's --help and --version (text, as asked for), exit 0
+        return (exc.code if isinstance(exc.code, int) else EXIT_USAGE), None
     except Exception:  # our bug: never a bare traceback, always a crash log to attach to a report
+        return EXIT_INTERNAL, _internal_error(argv)
+
+
+def _internal_error(argv: list[str]) -> dict:
+    message = "dpo-launch: internal error (this is a bug in dpo-launch)"
+    try:
         log = write_crash_log(argv)
-        print(f"dpo-launch: internal error (this is a bug in dpo-launch); details in {log}", file=sys.stderr)
-        return EXIT_INTERNAL
+    except OSError as exc:  # no writable temporary directory: the traceback goes to stderr instead
+        traceback.print_exc(file=sys.stderr)
+        print(f"{message}; the crash log could not be written ({exc}), the traceback is above", file=sys.stderr)
+        return error_object(EXIT_INTERNAL, message)
+    print(f"{message}; details in {log}", file=sys.stderr)
+    return error_object(EXIT_INTERNAL, message, crash_log=log)
 
 
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -99,9 +144,11 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argpars
 
 
 def write_crash_log(argv: list[str]) -> Path:
-    log = Path(tempfile.gettempdir()) / f"dpo-launch-crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    log.write_text(f"dpo-launch {__version__}\nargv: {argv!r}\n\n{traceback.format_exc()}", encoding="utf-8")
-    return log
+    """A new file for each crash (the time, then a random part: two crashes in one second keep both)."""
+    fd, name = tempfile.mkstemp(prefix=f"dpo-launch-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(f"dpo-launch {__version__}\nargv: {argv!r}\n\n{traceback.format_exc()}")
+    return Path(name)
 
 
 if __name__ == "__main__":

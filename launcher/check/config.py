@@ -134,7 +134,8 @@ def _parse_yaml(text: str, file: str) -> tuple[dict, dict, dict]:
 
 
 def _limit_expansion(node: yaml.Node, file: str) -> None:
-    """Refuse aliases that expand to more than MAX_EXPANDED_VALUES values (counted once per distinct node)."""
+    """Refuse aliases that add more than MAX_EXPANDED_VALUES values when expanded. Only what aliases add counts
+    (the expanded size minus the values written out): a large config without aliases is fine."""
     sizes: dict[int, int] = {}
 
     def size(current: yaml.Node) -> int:
@@ -144,7 +145,8 @@ def _limit_expansion(node: yaml.Node, file: str) -> None:
             sizes[id(current)] = 1 + sum(size(child) for child in children)
         return sizes[id(current)]
 
-    if size(node) > MAX_EXPANDED_VALUES:
+    # an alias is the same node object appearing again, so the distinct nodes are the values written out
+    if size(node) - len(sizes) > MAX_EXPANDED_VALUES:
         raise ConfigLoadError([Diagnostic(
             ERROR, "yaml-aliases", f"YAML aliases expand to more than {MAX_EXPANDED_VALUES:,} values (an alias bomb?); "
             "OmegaConf copies every alias, so LLaMA-Factory would exhaust memory", file=file, line=1, column=1,

@@ -14,7 +14,7 @@ import yaml
 # Bounds that keep hostile YAML from hanging or exhausting memory; real configs are 2-3 levels deep and a
 # few hundred values. Deeper flow nesting also makes PyYAML's scanner quadratic (10,000 '[' took 4.6 s).
 MAX_NESTING = 100
-MAX_EXPANDED_VALUES = 10_000  # values after aliases are expanded, as OmegaConf copies them ("billion laughs")
+MAX_EXPANDED_VALUES = 10_000  # values aliases add once expanded, as OmegaConf copies them ("billion laughs")
 
 
 class OmegaConfLoader(yaml.SafeLoader):

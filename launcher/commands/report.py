@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from launcher.errors import EXIT_OK, UserError
 from launcher.observe.report import build_report
 
@@ -14,9 +16,11 @@ def add_parser(subparsers) -> None:
 
 def run(run_dir: str) -> int:
     try:
-        written = build_report(run_dir)
+        written, skipped = build_report(run_dir)
     except PermissionError as exc:
         raise UserError(f"cannot write the report: {exc}") from None
+    for problem in skipped:
+        print(f"dpo-launch report: {problem}", file=sys.stderr)
     print(f"wrote {len(written)} files to {written[-1].parent}:")
     for path in written:
         print(f"  {path.name}")

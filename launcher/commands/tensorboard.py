@@ -1,6 +1,7 @@
 """`dpo-launch tensorboard RUN_DIR [--port N]`: serve the run's event files with TensorBoard on 127.0.0.1.
 
-Starts TensorBoard as a child process, waits until it answers, prints the URL; Ctrl-C or SIGTERM stops it.
+Starts TensorBoard as a child process, waits until it answers with this run's logs, prints the URL; SIGINT
+(Ctrl-C), SIGTERM or SIGHUP stops it (exit 130, 143, 129). Exit 1 when it cannot start.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ def add_parser(subparsers) -> None:
                                    description=__doc__)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (the config's output_dir)")
     parser.add_argument("--port", type=int, default=None,
-                        help=f"port to listen on (default: the first free port from {DEFAULT_PORT})")
+                        help=f"port to listen on; 0 for any free port (default: the first free port from "
+                             f"{DEFAULT_PORT})")
     parser.set_defaults(handler=run)
 
 

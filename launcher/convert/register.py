@@ -14,8 +14,13 @@ from launcher.convert.json_edit import JsonEditError, object_members, set_member
 
 
 def dataset_entry(out: Path, info: Path, to: str) -> dict:
-    """The dataset_info.json entry for OUT, with `file_name` relative to the dataset_info.json directory."""
-    file_name = Path(os.path.relpath(out.resolve(), info.resolve().parent)).as_posix()
+    """The dataset_info.json entry for OUT, with `file_name` relative to the folder dataset_info.json is read from.
+
+    LLaMA-Factory reads `<dataset_dir>/dataset_info.json` and opens `os.path.join(dataset_dir, file_name)`
+    (data/parser.py `get_dataset_list`, data/loader.py `_load_single_dataset`), so when dataset_info.json is a
+    symbolic link, file_name is relative to the link's folder, not to its target's.
+    """
+    file_name = Path(os.path.relpath(out.resolve(), info.absolute().parent.resolve())).as_posix()
     if to == "kto":
         return {"file_name": file_name, "formatting": "sharegpt", "ranking": False,
                 "columns": {"messages": "conversations", "kto_tag": "label"}}
@@ -45,7 +50,8 @@ def plan_registration(info: Path, name: str, entry: dict, force: bool) -> str:
 
 
 def register(info: Path, name: str, entry: dict, force: bool) -> str:
-    """Add or replace the entry in one atomic write that keeps the rest of the file as it was."""
+    """Add or replace the entry in one atomic write that keeps the rest of the file as it was; through a symbolic
+    link, the link's target is edited and the link stays (launcher.atomic)."""
     action = plan_registration(info, name, entry, force)
     if action == "create":
         info.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,10 @@ summary.proto and tensor.proto):
     SummaryMetadata: 1 plugin_data (PluginData: 1 plugin_name)
 
 `EventReader.poll()` returns only what was appended since the last poll; a record still being written
-(fewer bytes on disk than its header announces) is left for the next poll.
+(fewer bytes on disk than its header announces) is left for the next poll. Damaged data (a flipped byte, a
+file cut and appended to) is skipped, never fatal: a record whose data checksum fails is dropped (its length is
+known), after a length checksum that fails reading resumes at the next offset where a whole record checks out.
+The reader says so once per file (`EventReader.take_warnings`).
 """
 
 from __future__ import annotations
@@ -91,6 +94,53 @@ def split_records(buffer: bytes, verify_data: bool = True) -> tuple[list[bytes],
         records.append(data)
         pos = end
     return records, pos
+
+
+def _header_ok(buffer: bytes, pos: int) -> bool:
+    return struct.unpack("<I", buffer[pos + 8:pos + 12])[0] == masked_crc32c(buffer[pos:pos + 8])
+
+
+def _data_ok(buffer: bytes, pos: int, end: int) -> bool:
+    return struct.unpack("<I", buffer[end - 4:end])[0] == masked_crc32c(buffer[pos + _HEADER:end - _FOOTER])
+
+
+def _next_record_start(buffer: bytes, pos: int, verify_data: bool) -> int | None:
+    """The first offset from `pos` where a record's header checks out and, when all of it is there, its data too."""
+    for start in range(pos, len(buffer) - _HEADER + 1):
+        if buffer[start + 4:start + 8] != b"\0\0\0\0" or not _header_ok(buffer, start):  # records are < 4 GiB
+            continue
+        end = start + _HEADER + struct.unpack("<Q", buffer[start:start + 8])[0] + _FOOTER
+        if end > len(buffer) or not verify_data or _data_ok(buffer, start, end):
+            return start
+    return None
+
+
+def salvage_records(buffer: bytes, verify_data: bool = True, base: int = 0) -> tuple[list[bytes], int, list[str]]:
+    """Like `split_records`, but damage is skipped instead of raised: (records, bytes they span, what was skipped,
+    at file offsets counted from `base`, where `buffer` starts).
+
+    A bad data checksum drops that record; a bad length checksum skips to the next offset where a whole record
+    checks out, or, when none does yet, stops there (the next poll looks again once more bytes are written).
+    """
+    records, problems, pos = [], [], 0
+    while len(buffer) - pos >= _HEADER:
+        if not _header_ok(buffer, pos):
+            start = _next_record_start(buffer, pos + 1, verify_data)
+            skipped = f"; skipped {start - pos} bytes" if start is not None else ""
+            problems.append(f"bad length checksum at byte {base + pos}{skipped}")
+            if start is None:
+                break
+            pos = start
+            continue
+        end = pos + _HEADER + struct.unpack("<Q", buffer[pos:pos + 8])[0] + _FOOTER
+        if end > len(buffer):
+            break
+        if verify_data and not _data_ok(buffer, pos, end):
+            problems.append(f"bad data checksum in the record at byte {base + pos}; skipped it")
+        else:
+            records.append(buffer[pos + _HEADER:end - _FOOTER])
+        pos = end
+    return records, pos, problems
 
 
 # --- protobuf wire format: just enough of it ---------------------------------------------------------
@@ -187,12 +237,20 @@ def event_files(logdir: Path) -> list[Path]:
 
 
 class EventReader:
-    """Reads new events under a log directory on each `poll()`, remembering how far each file was read."""
+    """Reads new events under a log directory on each `poll()`, remembering how far each file was read; damaged
+    data is skipped, and named once per file by `take_warnings()`."""
 
     def __init__(self, logdir: Path | str, verify_data: bool = True):
         self.logdir = Path(logdir)
         self.verify_data = verify_data
         self._offsets: dict[Path, int] = {}
+        self._damaged: set[Path] = set()
+        self._warnings: list[str] = []
+
+    def take_warnings(self) -> list[str]:
+        """One line per event file found damaged since the last call (each file is named once)."""
+        warnings, self._warnings = self._warnings, []
+        return warnings
 
     def poll(self) -> list[Scalar | Text]:
         """Events appended since the last poll, file by file (files in name order, records in file order)."""
@@ -209,10 +267,24 @@ class EventReader:
                 buffer = handle.read()
         except FileNotFoundError:  # removed between listing and reading
             return []
-        records, used = split_records(buffer, self.verify_data)
+        records, used, problems = salvage_records(buffer, self.verify_data, base=offset)
         self._offsets[path] = offset + used
         run = path.parent.relative_to(self.logdir).as_posix()
-        return [event for record in records for event in parse_event(record, run)]
+        events: list[Scalar | Text] = []
+        for record in records:
+            try:
+                events += parse_event(record, run)
+            except (CorruptEventFile, IndexError, struct.error) as exc:  # its checksum matched, yet not an Event
+                problems.append(f"a record that is not an event ({exc}); skipped it")
+        if problems:
+            self._damaged_file(path, problems[0])
+        return events
+
+    def _damaged_file(self, path: Path, problem: str) -> None:
+        if path not in self._damaged:
+            self._damaged.add(path)
+            self._warnings.append(f"{path}: damaged event file ({problem}); what can be read is shown, the rest "
+                                  "is skipped")
 
 
 def read_all(logdir: Path | str) -> list[Scalar | Text]:

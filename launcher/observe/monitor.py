@@ -2,15 +2,20 @@
 
 `follow(run_dir, ...)` is also what `dpo-launch train` can call to show the run it launched (pass
 `should_stop` = "has the job ended?" and `wait=True`, since the event files appear only at the first log).
+Following ends when the run has ended (finished, stopped by an alert, interrupted, failed, launcher lost:
+launcher.observe.run_end) and its last events are read; the last line says how it ended. What cannot be read is
+skipped and named once on stderr.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from launcher.observe.run_end import read_end
 from launcher.observe.run_state import RunDirError, RunState, Update, find_logdir
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -61,7 +66,11 @@ def progress_line(state: RunState) -> str:
     total = state.max_steps
     step = f"step {state.step}/{total} ({100 * state.step / total:.0f}%)" if total else f"step {state.step}"
     rate, batch = state.steps_per_second(), state.effective_batch
-    parts = [step, "finished" if state.finished else f"ETA {fmt_duration(state.eta_seconds())}"]
+    if state.end is not None:
+        status = state.end.summary
+    else:
+        status = "training loop ended, finishing" if state.finished else f"ETA {fmt_duration(state.eta_seconds())}"
+    parts = [step, status]
     if rate:
         parts.append(f"{rate:.2f} steps/s" + (f", {rate * batch:.1f} samples/s" if batch else ""))
     return " · ".join(parts)
@@ -133,6 +142,7 @@ def follow(run_dir: Path | str, *, once: bool = False, interval: float = 1.0, co
         return 0
     if once:
         state.poll()
+        _warn(state)
         console.print(snapshot(state, console.width))
         return 0
     live = console.is_terminal if live is None else live
@@ -141,10 +151,16 @@ def follow(run_dir: Path | str, *, once: bool = False, interval: float = 1.0, co
 
 
 def _open_state(run_dir, wait: bool, interval: float, should_stop) -> RunState | None:
+    """The run's state once its event files exist; None when there is nothing to follow (the caller stopped
+    waiting, or the run ended before it logged a step, which is then said)."""
     while True:
         try:
             return RunState(run_dir, find_logdir(run_dir))
         except RunDirError:
+            ended = _ended_before_logging(run_dir)
+            if ended:
+                print(ended, file=sys.stderr, flush=True)
+                return None
             if not wait or (should_stop and should_stop()):
                 if wait:
                     return None
@@ -152,11 +168,23 @@ def _open_state(run_dir, wait: bool, interval: float, should_stop) -> RunState |
             time.sleep(interval)
 
 
+def _ended_before_logging(run_dir) -> str | None:
+    if not Path(run_dir).is_dir():
+        return None
+    end = read_end(Path(run_dir), step=0, max_steps=None, loop_ended=False, alerts=[])
+    return f"dpo-launch monitor: {run_dir}: no step was logged; the run ended: {end.summary}" if end else None
+
+
+def _warn(state: RunState) -> None:
+    for warning in state.take_warnings():
+        print(f"dpo-launch monitor: {warning}", file=sys.stderr, flush=True)
+
+
 def _follow_plain(state: RunState, console, interval: float, should_stop) -> int:
     for update in _updates(state, interval, should_stop):
         for line in plain_lines(state, update):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
-    console.print(progress_line(state), markup=False, highlight=False)
+    console.print(progress_line(state), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -175,10 +203,11 @@ def _updates(state: RunState, interval: float, should_stop):
     while True:
         stopping = bool(should_stop and should_stop())
         update = state.poll()
+        _warn(state)
         if update.train_steps or update.eval_steps or update.alerts:
             last_news = time.monotonic()
         yield update
-        if stopping or (state.finished and time.monotonic() - last_news >= SETTLE_SECONDS):
+        if stopping or (state.end is not None and time.monotonic() - last_news >= SETTLE_SECONDS):
             return
         time.sleep(interval)
 
@@ -190,7 +219,8 @@ class Attached:
         import threading
 
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=follow, args=(run_dir,), daemon=True, name="dpo-launch-monitor",
+        self._thread = threading.Thread(target=_follow_in_background, args=(run_dir,), daemon=True,
+                                        name="dpo-launch-monitor",
                                         kwargs={"wait": True, "live": True, "console": console,
                                                 "should_stop": self._stop.is_set})
         self._thread.start()
@@ -198,6 +228,15 @@ class Attached:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+
+
+def _follow_in_background(run_dir: Path | str, **kwargs) -> None:
+    """The live view inside `train`: whatever goes wrong in it ends the view, never the run it shows."""
+    try:
+        follow(run_dir, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the job's own output goes on below
+        print(f"dpo-launch: the live view stopped ({type(exc).__name__}: {exc}); training goes on, its output "
+              "continues below", file=sys.stderr, flush=True)
 
 
 def attach(run_dir: Path | str, console=None) -> Attached | None:
@@ -208,7 +247,6 @@ def attach(run_dir: Path | str, console=None) -> Attached | None:
     scrolls above it; bytes written to `sys.stdout.buffer` bypass it. Call `stop()` when the job has ended.
     """
     import atexit
-    import sys
 
     if console is None and not sys.stdout.isatty():
         return None

@@ -134,23 +134,26 @@ def final_and_best(state: RunState, tag: str, best: str | None) -> tuple[tuple |
     return points[-1], pick(finite, key=lambda p: p[1])
 
 
-def build_report(run_dir: Path | str) -> list[Path]:
-    """Read the run, write the plots and report.md into `<run_dir>/dpo-launch/report/`; returns the paths."""
+def build_report(run_dir: Path | str) -> tuple[list[Path], list[str]]:
+    """Read the run, write the plots and report.md into `<run_dir>/dpo-launch/report/`: (the paths written, what
+    could not be read and was skipped, one line per file; report.md lists it too)."""
     state = RunState(run_dir)
     state.poll(final=True)
+    skipped = state.take_warnings()
     out_dir = state.run_dir / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(state, out_dir)
-    markdown = render_markdown(state, [p.name for p in plots])
+    markdown = render_markdown(state, [p.name for p in plots], skipped)
     write_text_atomic(out_dir / "report.md", markdown)
-    return plots + [out_dir / "report.md"]
+    return plots + [out_dir / "report.md"], skipped
 
 
 # --- report.md ---------------------------------------------------------------------------------------
 
-def render_markdown(state: RunState, plots: list[str]) -> str:
+def render_markdown(state: RunState, plots: list[str], skipped: list[str] | None = None) -> str:
     lines = [f"# dpo-launch report: {state.run_dir.name}", "", f"Run directory: `{state.run_dir}`", ""]
-    lines += [f"- {line}" for line in _summary_lines(state)] + ["", "## Metrics", ""]
+    lines += [f"- {line}" for line in _summary_lines(state)]
+    lines += [f"- Skipped, could not be read: {problem}" for problem in skipped or []] + ["", "## Metrics", ""]
     lines += ["Best is the lowest loss and rejected reward, the highest chosen reward, margin and accuracy.", ""]
     lines += _metrics_table(state) + ["", "## Alerts", ""] + _alert_lines(state) + ["", "## Plots", ""]
     lines += [f"![{name}]({name})" for name in plots] or ["(no metrics were logged)"]
@@ -159,7 +162,7 @@ def render_markdown(state: RunState, plots: list[str]) -> str:
 
 def _summary_lines(state: RunState) -> list[str]:
     total = state.max_steps
-    status = "finished" if state.finished else "not finished (no train_runtime logged yet)"
+    status = state.end.summary if state.end else "not ended (still running, or it ended without recording how)"
     lines = [f"Status: {status}, last logged step {state.step}" + (f" of {total}" if total else "")]
     runtime = state.latest(FINISHED_TAG)
     if runtime is not None:
@@ -217,8 +220,9 @@ def _alert_lines(state: RunState) -> list[str]:
         return [f"None ({source})."]
     lines = [f"{len(state.alerts)} alert(s) ({source}):", ""]
     for alert in state.alerts:
+        stopped = "; it stopped the run (--stop-on)" if alert.get("stopped_run") is True else ""
         lines.append(f"- **{alert.get('severity')}** `{alert.get('rule')}` at step {alert.get('step')}: "
-                     f"{alert.get('message')} ({alert.get('hint')})")
+                     f"{alert.get('message')} ({alert.get('hint')}){stopped}")
     return lines
 
 

@@ -1,7 +1,9 @@
 """Follow a run directory's event files: the state behind `dpo-launch monitor` and `dpo-launch report`.
 
 Everything comes from the run directory alone (event files, `dpo-launch/*.json`, `alerts.jsonl`), so it
-works on a machine that only has a copy of it. Rendering lives in `launcher/observe/monitor.py`.
+works on a machine that only has a copy of it. Rendering lives in `launcher/observe/monitor.py`. What cannot be
+read (a damaged event file, a line of alerts.jsonl that is not an alert) is skipped and named once
+(`take_warnings`); how the run ended is `end` (launcher.observe.run_end).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from launcher.errors import UserError
 from launcher.layout import OWN_DIR
 from launcher.observe.alerts import AlertEngine
 from launcher.observe.events import EventReader, Scalar, Text
+from launcher.observe.run_end import RunEnd, alert_record, read_end
 
 FINISHED_TAG = "train/train_runtime"  # HF logs it once, after the last step
 MAX_STEPS_TAG = "progress/max_steps"  # written by launcher/worker/metrics.py at train begin
@@ -71,6 +74,10 @@ class RunState:
         self.alerts: list[dict] = []
         self._reader = EventReader(self.logdir)
         self._alerts_offset = 0
+        self._alert_lines = 0  # lines of alerts.jsonl read so far
+        self._warnings: list[str] = []
+        self._bad_alert_line_seen = False
+        self.end: RunEnd | None = None
         self._engine = AlertEngine()
         self._pending: dict[int, dict[str, float]] = {}  # step -> metrics not yet fed to the engine
         own = self.run_dir / OWN_DIR
@@ -91,7 +98,15 @@ class RunState:
         self.runtime = self.runtime or read_json(self.run_dir / OWN_DIR / "runtime.json") or {}
         update.alerts = self._new_alerts(final)
         self.alerts += update.alerts
+        self.end = read_end(self.run_dir, step=self.step, max_steps=self.max_steps, loop_ended=self.finished,
+                            alerts=self.alerts)
         return update
+
+    def take_warnings(self) -> list[str]:
+        """What could not be read since the last call, one line per damaged file (each named once)."""
+        warnings = self._reader.take_warnings() + self._warnings
+        self._warnings = []
+        return warnings
 
     def _add_scalar(self, event: Scalar, update: Update) -> None:
         self.series.setdefault(event.tag, []).append((event.step, event.value, event.wall_time))
@@ -125,7 +140,17 @@ class RunState:
             return []
         complete = data[:data.rfind(b"\n") + 1]
         self._alerts_offset += len(complete)
-        return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        alerts = []
+        for line in complete.split(b"\n")[:-1]:
+            self._alert_lines += 1
+            alert = alert_record(line)
+            if alert is not None:
+                alerts.append(alert)
+            elif line.strip() and not self._bad_alert_line_seen:
+                self._bad_alert_line_seen = True
+                self._warnings.append(f"{path}:{self._alert_lines}: not an alert record (expected one JSON object "
+                                      "per line); skipped it and any other such line")
+        return alerts
 
     # -- derived values ------------------------------------------------------------------------------
 
@@ -160,7 +185,7 @@ class RunState:
 
     def eta_seconds(self) -> float | None:
         rate, total = self.steps_per_second(), self.max_steps
-        if not rate or not total or self.finished:
+        if not rate or not total or self.finished or self.end is not None:
             return None
         return max(0.0, (total - self.step) / rate)
 

@@ -7,7 +7,8 @@ end of the grace period escalates to SIGKILL for every descendant. The launcher 
 
 Output is streamed to the terminal and teed to `logs/launcher.log`; lines torchrun prefixes with
 `[rankN]: ` are also split into `logs/rank-N.log`. When torchrun reports a failed rank, the launcher says
-which one and where its log is.
+which one and where its log is; when an alert named in --stop-on ended the run (exit 4, from every rank), it
+says which alert at which step and where the checkpoint is.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
 
-from launcher.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+from launcher.errors import EXIT_ALERT_STOP, EXIT_INTERRUPTED, EXIT_TERMINATED
+from launcher.observe.run_end import describe_alert_stop, read_alerts, stopping_alert
 from launcher.plan.launch import GRACE_SECONDS, LaunchSpec
 from launcher.run.process_tree import (
     become_subreaper,
@@ -61,8 +63,10 @@ class _Outcome:
     proc: subprocess.Popen | None = None
 
 
-def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cwd: Path | None = None) -> int:
-    """Run the job; return its exit code (130 after Ctrl-C, 143 after SIGTERM, 128+N if killed by signal N).
+def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cwd: Path | None = None,
+              output_dir: Path | None = None) -> int:
+    """Run the job; return its exit code (130 after Ctrl-C, 143 after SIGTERM, 128+N if killed by signal N, 4 when
+    a --stop-on alert ended it: its closing message then names the alert, read from `output_dir`'s alerts.jsonl).
 
     Signal handlers go in before the job starts and the logs are open before it starts, so no failure in
     between can leave a job running unsupervised. Meant for the `dpo-launch` process: at the end it kills
@@ -84,7 +88,7 @@ def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cw
             _sweep(outcome.proc)
         reader.join(timeout=5)
         code = _exit_code(returncode, outcome)
-        tee.say(_closing_message(code, outcome, logs_dir, spec.distributed))
+        tee.say(_closing_message(code, outcome, logs_dir, spec.distributed, output_dir))
     return code
 
 
@@ -231,16 +235,21 @@ def _exit_code(returncode: int, outcome: _Outcome) -> int:
         return EXIT_INTERRUPTED
     if outcome.interrupted_by == signal.SIGTERM:
         return EXIT_TERMINATED
+    if returncode > 0 and outcome.failure is not None and outcome.failure.exitcode == EXIT_ALERT_STOP:
+        return EXIT_ALERT_STOP  # torchrun exits 1 for any failed rank; the ranks said why
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _closing_message(code: int, outcome: _Outcome, logs_dir: Path, distributed: bool) -> str | None:
+def _closing_message(code: int, outcome: _Outcome, logs_dir: Path, distributed: bool,
+                     output_dir: Path | None = None) -> str | None:
     if outcome.interrupted_by is not None:
         name = signal.Signals(outcome.interrupted_by).name
         how = "killed after the grace period" if outcome.escalated else "stopped"
         return f"dpo-launch: interrupted by {name}; training {how}; logs in {logs_dir}"
     if code == 0:
         return None
+    if code == EXIT_ALERT_STOP:
+        return _alert_stop_message(output_dir, logs_dir)
     failure = outcome.failure
     if failure is not None:
         where = f" on host {failure.host}" if failure.host else ""
@@ -248,6 +257,14 @@ def _closing_message(code: int, outcome: _Outcome, logs_dir: Path, distributed: 
                 f"the other ranks were stopped; its log: {logs_dir / f'rank-{failure.rank}.log'}")
     log = logs_dir / ("launcher.log" if distributed else "rank-0.log")
     return f"dpo-launch: training failed ({_describe_exit(code)}); log: {log}"
+
+
+def _alert_stop_message(output_dir: Path | None, logs_dir: Path) -> str:
+    alert = stopping_alert(read_alerts(output_dir)) if output_dir is not None else None
+    saved = output_dir / f"checkpoint-{alert.get('step')}" if output_dir is not None and alert is not None else None
+    checkpoint = f"; every rank saved {saved}" if saved is not None and saved.is_dir() else ""
+    return (f"dpo-launch: training {describe_alert_stop(alert)} (--stop-on; exit {EXIT_ALERT_STOP}){checkpoint}; "
+            f"logs in {logs_dir}")
 
 
 def _describe_exit(code: int | None) -> str:

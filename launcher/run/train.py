@@ -69,7 +69,7 @@ def start_run(result: ValidationResult, launch_flags: Mapping[str, Any], cwd: Pa
           f"{tensorboard_dir(output_dir)}", flush=True)
     view = attach(output_dir) if monitor else None
     try:
-        return supervise(spec, logs_dir(output_dir), cwd=cwd)
+        return supervise(spec, logs_dir(output_dir), cwd=cwd, output_dir=output_dir)
     finally:
         if view is not None:
             view.stop()

@@ -7,8 +7,9 @@ in-process, the only way to add callbacks (docs/upstream-notes.md#callbacks).
 
 This is the only dpo-launch module that may import torch/llamafactory, and it does so inside `main` so that
 `--help` and argument errors stay fast. Exit codes: 0 ok, 1 failure (one-line cause on stderr, traceback in
-`<output_dir>/dpo-launch/logs/crash-rank-<N>.txt`), 130 SIGINT, 143 SIGTERM. A signal during the training
-loop saves a checkpoint on every rank first (launcher.worker.graceful_stop).
+`<output_dir>/dpo-launch/logs/crash-rank-<N>.txt`), 4 stopped by an alert named in --stop-on, 130 SIGINT,
+143 SIGTERM. A signal during the training loop, or a --stop-on alert, saves a checkpoint on every rank first
+(launcher.worker.graceful_stop, launcher.worker.metrics).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from launcher.errors import EXIT_ALERT_STOP
 from launcher.layout import logs_dir, tensorboard_dir
 from launcher.lf.losses import PREF_LOSS_NAMES, resolve_loss
 from launcher.versions import package_versions
 from launcher.worker import loss_patch, selftest, upstream_fixes
 from launcher.worker.graceful_stop import StopRequest, make_callback
-from launcher.worker.metrics import make_callbacks
+from launcher.worker.metrics import AlertStop, make_callbacks
 from launcher.worker.selftest import LossSelfTestFailed
 from launcher.worker.write_failure import describe_write_failure
 
@@ -137,6 +139,23 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     return 128 + signum
 
 
+def alert_stopped(exc: AlertStop) -> int:
+    """EXIT_ALERT_STOP on every rank, with the checkpoint saved; the launcher says it once for the whole job.
+
+    Once one rank has exited, torchrun SIGTERMs the others, which are exiting too. A stop signal is ignored from
+    here on: the interpreter's teardown restores the default action of signals that have a Python handler (CPython
+    Modules/signalmodule.c `_PySignal_Fini`), so a SIGTERM arriving then would turn this rank's exit 4 into a
+    death by SIGTERM; an ignored signal stays ignored.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    close_progress_bars()
+    saved = f"; saved {exc.checkpoint}" if exc.checkpoint else ""
+    print(f"{PREFIX}: {exc} (--stop-on) (rank {rank()}){saved}", file=sys.stderr, flush=True)
+    leave_process_group()
+    return EXIT_ALERT_STOP
+
+
 def leave_process_group() -> None:
     """Every rank stopped at the same step, so the group can be torn down cleanly (LF does it only on success)."""
     dist = sys.modules.get("torch.distributed")
@@ -173,6 +192,8 @@ def run(args_file: Path) -> int:
         train(cfg, stop)
     except LossSelfTestFailed as exc:
         return fail(str(exc))
+    except AlertStop as exc:
+        return alert_stopped(exc)
     except KeyboardInterrupt as exc:
         return interrupted(exc)
     except Exception as exc:  # LF raises ValueError/OSError etc. for bad runs; keep one line, log the rest

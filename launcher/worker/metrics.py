@@ -11,8 +11,12 @@ $TENSORBOARD_LOGGING_DIR, which `dpo-launch train` sets to `<output_dir>/tensorb
   and the plan as text once, `progress/max_steps`, each alert as text, and `train/kl_mean` for KTO;
 - every rank evaluates the alert rules on the logs (the values are the cross-rank means LF and HF
   all-reduce, so all ranks agree), and when an alert named in `--stop-on` fires, every rank sets
-  `should_save` and `should_training_stop`, so a checkpoint is saved and all ranks stop together;
-- rank 0 appends each alert to `<output_dir>/dpo-launch/alerts.jsonl` and prints it to stderr.
+  `should_save` and `should_training_stop`, so a checkpoint is saved and all ranks stop together; when the
+  trainer ends, `on_train_end` raises `AlertStop`, which skips LLaMA-Factory's after-training work (final
+  weights, evaluation, plots: a stopped run is not a finished one) and makes every rank exit
+  EXIT_ALERT_STOP (4), as launcher.worker.graceful_stop does for signals;
+- rank 0 appends each alert to `<output_dir>/dpo-launch/alerts.jsonl` (the one that stopped the run with
+  `"stopped_run": true`) and prints it to stderr.
 
 Environment read here (set by `dpo-launch train`):
 - `DPO_LAUNCH_STOP_ON`: comma-separated alert names that end the run; unset means `loss-not-finite`,
@@ -66,6 +70,15 @@ def as_markdown_code(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+class AlertStop(Exception):
+    """An alert named in --stop-on ended the run; every rank saved `checkpoint` and exits EXIT_ALERT_STOP."""
+
+    def __init__(self, alert: Alert, checkpoint: str | None):
+        super().__init__(f"stopped by the {alert.rule} alert at step {alert.step}")
+        self.alert = alert
+        self.checkpoint = checkpoint
+
+
 class RewardMetrics:
     """The callback's logic, free of transformers so it can be unit-tested; see `make_callbacks`."""
 
@@ -73,6 +86,8 @@ class RewardMetrics:
         self.output_dir = Path(output_dir)
         self.stop_on = stop_on
         self.engine = AlertEngine(thresholds)
+        self.stopped_by: Alert | None = None
+        self.checkpoint: str | None = None
         self.writer = None
         self.is_main = False
         self._last_train_step = 0
@@ -94,8 +109,11 @@ class RewardMetrics:
         metrics = rewrite_tags(logs or {})
         self._add_kl_mean(metrics, state.global_step, logs or {})
         for alert in self.engine.feed(state.global_step, metrics):
-            self._report(alert)
-            if alert.rule in self.stop_on:
+            stops = alert.rule in self.stop_on and self.stopped_by is None
+            self._report(alert, stops)
+            if stops:
+                self.stopped_by = alert
+                self.checkpoint = f"{args.output_dir}/checkpoint-{state.global_step}"
                 control.should_save = True  # checked after on_log in _maybe_log_save_evaluate
                 control.should_training_stop = True
                 self._say(f"stopping the run at step {alert.step} because of {alert.rule} (--stop-on); "
@@ -106,6 +124,8 @@ class RewardMetrics:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.stopped_by is not None:  # the checkpoint is saved (HF's writers are closed: their callbacks ran)
+            raise AlertStop(self.stopped_by, self.checkpoint)
         return control
 
     def _add_kl_mean(self, metrics: dict, step: int, logs: Mapping[str, Any]) -> None:
@@ -141,11 +161,11 @@ class RewardMetrics:
             self._texts_written.add(name)
         self.writer.flush()
 
-    def _report(self, alert: Alert) -> None:
+    def _report(self, alert: Alert, stops_run: bool = False) -> None:
         if not self.is_main:
             return
         self._say(alert.render())
-        record = {**alert.to_json(), "wall_time": time.time()}
+        record = {**alert.to_json(), "wall_time": time.time(), **({"stopped_run": True} if stops_run else {})}
         path = alerts_file(self.output_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as handle:

@@ -4,11 +4,17 @@ At step 0 the policy equals its reference, so every loss with a reference has a 
 `launcher.lf.losses.Loss.first_step_loss`). The worker compares the first training micro-batch's loss with it and
 stops with a clear message when they disagree: cheap, and it catches the next silent loss regression upstream.
 The probe also sees the built trainer, so it reports which reference model was actually built.
+
+Two things look like a wrong loss and are not, so they are named as what they are: a non-finite first loss
+(NaN/inf from the forward pass: broken weights, an fp16 overflow; the probe says which parameters are not
+finite) fails the self-test as such, and a trainer that resumed a checkpoint (LLaMA-Factory resumes the last
+`checkpoint-N` in output_dir on its own when `resume_from_checkpoint` is not set) skips it, naming the checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -54,10 +60,23 @@ def tolerance(cfg: Mapping[str, Any]) -> float:
     return 2e-2 if half else 1e-3
 
 
-def judge(cfg: Mapping[str, Any], observed: float) -> tuple[str, float | None, str]:
-    """(status, expected, message) for the observed first-batch loss."""
+def judge(cfg: Mapping[str, Any], observed: float,
+          resumed_from: str | None = None) -> tuple[str, float | None, str]:
+    """(status, expected, message) for the observed first-batch loss; `resumed_from`: the checkpoint the trainer
+    actually resumed, when it did. Status: passed, failed, skipped or non-finite."""
     loss = resolve_loss(cfg)
     expected, why = expected_first_loss(cfg)
+    if not math.isfinite(observed):
+        return "non-finite", expected, (
+            f"dpo-launch worker: loss self-test failed: the first batch's loss is {observed}, not a number the "
+            f"{_label(loss.name)} loss can give: the forward pass produced non-finite values (a wrong loss would "
+            "still be finite)")
+    if resumed_from and not cfg.get("resume_from_checkpoint"):
+        return "skipped", None, (
+            f"dpo-launch worker: loss self-test skipped: training resumed from {resumed_from} although the config "
+            "does not ask to resume (LLaMA-Factory resumes from the last checkpoint-N in output_dir when "
+            "resume_from_checkpoint is not set); the policy has moved from its reference, so the first-batch loss "
+            "has no closed form")
     if expected is None:
         return "skipped", None, f"dpo-launch worker: loss self-test skipped: {why}"
     beta = float(cfg.get("pref_beta", 0.1))
@@ -125,7 +144,9 @@ class FirstBatchProbe:
 
     def __call__(self, trainer, observed: float) -> None:
         self.done = True
-        status, expected, message = judge(self.cfg, observed)
+        status, expected, message = judge(self.cfg, observed, resumed_checkpoint(trainer))
+        if status == "non-finite":
+            message += "; " + non_finite_parameters(trainer.model)
         is_rank_zero = trainer.is_world_process_zero()
         if is_rank_zero:
             write_runtime(trainer.args.output_dir, {
@@ -135,10 +156,38 @@ class FirstBatchProbe:
                 "world_size": trainer.args.world_size,
                 "versions": package_versions(),
             })
-        if status == "failed":
+        if status in ("failed", "non-finite"):
             raise LossSelfTestFailed(message)
         if is_rank_zero:
             _say(message)
+
+
+def resumed_checkpoint(trainer) -> str | None:
+    """The checkpoint the trainer resumed (LLaMA-Factory passes training_args.resume_from_checkpoint to
+    `trainer.train`, hparams/parser.py sets it to the last checkpoint-N of output_dir), or None."""
+    checkpoint = getattr(trainer.args, "resume_from_checkpoint", None)
+    if checkpoint:
+        return str(checkpoint)
+    step = getattr(getattr(trainer, "state", None), "global_step", 0)
+    return f"a checkpoint at step {step}" if step else None
+
+
+def non_finite_parameters(model) -> str:
+    """Which of the policy's parameters hold NaN or inf: the weights themselves, or what the forward pass does."""
+    import torch
+
+    bad, total = [], 0
+    for name, parameter in _unwrap(model).named_parameters():
+        if parameter.numel() == 0:  # a ZeRO-3 placeholder: its values live in another rank's partition
+            continue
+        total += 1
+        if not bool(torch.isfinite(parameter.detach()).all()):
+            bad.append(name)
+    if bad:
+        return (f"{len(bad)} of the model's {total} parameter tensors hold NaN or inf (the first: {bad[0]}): the "
+                "weights loaded from model_name_or_path (or adapter_name_or_path) are broken")
+    return (f"all {total} parameter tensors are finite, so the forward pass overflows: with fp16 try bf16 or fp32, "
+            "and check the data and the model's code")
 
 
 def _say(message: str) -> None:

@@ -111,6 +111,28 @@ def test_small_aliases_still_load_as_omegaconf_reads_them(tmp_path):
     assert validate(root / "c.yaml", cwd=root, check_data=False).config.values["lora_target"] == "prefs"
 
 
+def test_ten_thousand_plain_values_without_aliases_are_not_an_alias_bomb(tmp_path):
+    # 10,000 list items plus the config's own values: more than MAX_EXPANDED_VALUES nodes, but no alias adds any
+    root = make_workspace(tmp_path)
+    items = ", ".join(f"m{i}" for i in range(MAX_EXPANDED_VALUES))
+    (root / "c.yaml").write_text(CONFIG + f"lora_target: [{items}]\n", encoding="utf-8")
+    result = validate(root / "c.yaml", cwd=root, check_data=False)
+    assert [d.code for d in result.diagnostics if d.code == "yaml-aliases"] == []
+    assert len(result.config.values["lora_target"]) == MAX_EXPANDED_VALUES
+
+
+@pytest.mark.parametrize("uses, refused", [(98, False), (99, True)])
+def test_only_the_values_aliases_add_count_towards_the_limit(tmp_path, uses, refused):
+    # an anchored list of 101 names is 102 nodes and each alias of it adds 102 values: 98 aliases add 9,996
+    # (allowed, although the file then expands to over 10,000 values), 99 add 10,098 (refused)
+    root = make_workspace(tmp_path)
+    anchored = "x: &big [" + ", ".join(f"m{i}" for i in range(101)) + "]\n"
+    aliases = "y: [" + ", ".join(["*big"] * uses) + "]\n"
+    (root / "c.yaml").write_text(CONFIG + anchored + aliases, encoding="utf-8")
+    codes = [d.code for d in validate(root / "c.yaml", cwd=root, check_data=False).diagnostics]
+    assert ("yaml-aliases" in codes) == refused
+
+
 @pytest.mark.parametrize("text, anchor", [("lora_target: &a [*a]\n", "a"), ("quantization_bit: &m {x: *m}\n", "m")])
 def test_recursive_yaml_alias_is_a_located_error(tmp_path, text, anchor):
     root = make_workspace(tmp_path)
@@ -375,6 +397,41 @@ def test_data_file_that_is_a_symlink_loop_is_named_as_such(tmp_path, target):
     rc, output, peak = run_capped(root, "validate", "c.yaml")
     assert_clean_failure(rc, output, peak, "data/dataset_info.json:3:18: error[dataset-file]: entry 'prefs': "
                          "data/prefs.jsonl is a symbolic link that leads nowhere (a loop, or its target is missing)")
+
+
+def dataset_file_errors(root: Path) -> list[str]:
+    return [d.render() for d in errors_of(root) if d.code == "dataset-file"]
+
+
+def test_a_fifo_as_the_data_file_is_not_a_regular_file_and_is_never_opened(tmp_path):
+    root = make_workspace(tmp_path)
+    (root / "data" / "prefs.jsonl").unlink()
+    os.mkfifo(root / "data" / "prefs.jsonl")  # opening it for reading would block
+    assert dataset_file_errors(root) == [
+        "data/dataset_info.json:3:18: error[dataset-file]: entry 'prefs': data/prefs.jsonl is a FIFO (named pipe), "
+        "not a regular file (LLaMA-Factory: 'File data/prefs.jsonl not found.') (file_name must name a data file "
+        "or a folder of them)"]
+
+
+def test_dev_zero_as_the_data_file_is_a_character_device_not_a_missing_file(tmp_path):
+    root = make_workspace(tmp_path)
+    info = {"prefs": {**INFO["prefs"], "file_name": "/dev/zero"}}
+    (root / "data" / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    assert dataset_file_errors(root) == [
+        "data/dataset_info.json:3:18: error[dataset-file]: entry 'prefs': /dev/zero is a character device, not a "
+        "regular file (LLaMA-Factory: 'File /dev/zero not found.') (file_name must name a data file or a folder "
+        "of them)"]
+
+
+def test_a_fifo_inside_a_data_folder_is_named_and_never_opened(tmp_path):
+    root = make_workspace(tmp_path)
+    (root / "data" / "prefs.jsonl").unlink()
+    (root / "data" / "prefs.jsonl").mkdir()
+    (root / "data" / "prefs.jsonl" / "a.jsonl").write_text(json.dumps(GOOD) + "\n", encoding="utf-8")
+    os.mkfifo(root / "data" / "prefs.jsonl" / "b.jsonl")
+    assert dataset_file_errors(root) == [
+        "data/dataset_info.json:3:18: error[dataset-file]: entry 'prefs': data/prefs.jsonl/b.jsonl is a FIFO (named "
+        "pipe), not a regular file"]
 
 
 # ---------------------------------------------------------------- regressions found by tests/test_fuzz_validate.py

@@ -298,3 +298,22 @@ def test_dpo_launch_train_consumes_every_converted_format(stage, tmp_path, tiny_
     assert runtime["loss"]["self_test"] == "passed"
     log = (tmp_path / f"runs/{stage}/dpo-launch/logs/rank-0.log").read_text()
     assert f"Num examples = {rows:,}" in log  # LLaMA-Factory dropped none of the converted rows
+
+
+def test_register_through_a_symlinked_dataset_info_edits_the_target_with_paths_from_the_links_folder(tmp_path):
+    # a dataset_info.json shared between projects, linked into this project's dataset_dir (data/)
+    (tmp_path / "common").mkdir()
+    (tmp_path / "data").mkdir()
+    common = tmp_path / "common" / "dataset_info.json"
+    common.write_text('{\n  "old": {\n    "file_name": "old.jsonl"\n  }\n}\n', encoding="utf-8")
+    (tmp_path / "data" / "dataset_info.json").symlink_to("../common/dataset_info.json")
+    (tmp_path / "in.jsonl").write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n', encoding="utf-8")
+    done = run_main("convert", "in.jsonl", "--out", "data/prefs.jsonl", "--register", "data/dataset_info.json",
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "dataset_info.json").readlink() == Path("../common/dataset_info.json")
+    info = json.loads(common.read_text(encoding="utf-8"))
+    assert list(info) == ["old", "prefs"]
+    # LLaMA-Factory opens os.path.join(dataset_dir, file_name) with dataset_dir = data
+    assert info["prefs"]["file_name"] == "prefs.jsonl"
+    assert done.stdout.splitlines()[-1] == "registered 'prefs' in data/dataset_info.json (file_name 'prefs.jsonl')"

@@ -244,3 +244,13 @@ def test_convert_imports_no_training_stack(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], check=False, cwd=tmp_path, env=cli_env(), capture_output=True,
                           text=True)
     assert done.stdout.splitlines()[-1] == "0 []", done.stderr
+
+
+def test_a_write_through_a_symbolic_link_replaces_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "target.json").write_text("old\n", encoding="utf-8")
+    (tmp_path / "link.json").symlink_to("target.json")
+    with atomic_write(tmp_path / "link.json") as handle:
+        handle.write("new\n")
+    assert (tmp_path / "link.json").is_symlink()
+    assert (tmp_path / "target.json").read_text(encoding="utf-8") == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "target.json"]

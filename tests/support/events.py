@@ -1,15 +1,13 @@
-"""Write TensorBoard event files without torch, for tests of the readers that only need real files.
-
-The records are framed as TensorBoard frames them (length, masked CRC32C of the length, data, masked CRC32C of
-the data) and hold `Event{wall_time, step, summary{value{tag, simple_value}}}`, which is what HF's
-TensorBoardCallback writes through torch's SummaryWriter for a scalar. tests/observe/test_events.py checks
-launcher.observe.events against TensorBoard's own reader on files torch wrote; these only feed the readers.
-"""
+"""Event files written byte by byte, without torch or tensorboard: a TFRecord per Event holding scalars, as
+TensorBoard's writers lay them out (the framing and field numbers are in launcher/observe/events.py), which is what
+HF's TensorBoardCallback writes through torch's SummaryWriter for a scalar. tests/observe/test_events.py checks the
+reader against TensorBoard's own on files torch wrote; these only feed the readers."""
 
 from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from launcher.observe.events import masked_crc32c
@@ -29,30 +27,55 @@ def _field(number: int, wire: int, payload: bytes) -> bytes:
     return key + (_varint(len(payload)) + payload if wire == 2 else payload)
 
 
-def scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
+def scalar_event(tag: str, step: int, value: float, wall_time: float) -> bytes:
     summary_value = _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value))
-    return (_field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step))
-            + _field(5, 2, _field(1, 2, summary_value)))
+    summary = _field(1, 2, summary_value)
+    return _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step)) + _field(5, 2, summary)
 
 
-def frame(data: bytes) -> bytes:
+def record(data: bytes) -> bytes:
     header = struct.pack("<Q", len(data))
     return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
 
 
+def write_scalars(path: Path, points: Iterable[tuple[str, int, float]], start_time: float = 1000.0,
+                  mode: str = "wb") -> Path:
+    """(tag, step, value) points as one event file; wall times 0.5 s apart per step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, mode) as handle:
+        for tag, step, value in points:
+            handle.write(record(scalar_event(tag, step, value, start_time + step / 2)))
+    return path
+
+
+def write_run(run_dir: Path, steps: int, max_steps: int | None = None, finished: bool = False,
+              first_step: int = 1) -> Path:
+    """`<run_dir>/tensorboard/events.out.tfevents.1.host` with train/loss and rewards for steps first..steps,
+    progress/max_steps in `dpo-launch/` and, when `finished`, HF's train/train_runtime at the last step."""
+    points = [(tag, step, value) for step in range(first_step, steps + 1)
+              for tag, value in (("train/loss", 0.7 - step / 1000), ("train/rewards/margins", step / 100))]
+    if finished:
+        points.append(("train/train_runtime", steps, 1.5))
+    write_scalars(run_dir / "tensorboard" / "events.out.tfevents.1.host", points)
+    if max_steps is not None:
+        write_scalars(run_dir / "tensorboard" / "dpo-launch" / "events.out.tfevents.1.host",
+                      [("progress/max_steps", 0, float(max_steps))])
+    return run_dir
+
 class EventWriter:
-    """Appends scalars to one `events.out.tfevents.*` file in `logdir`, flushed after every add."""
+    """Appends scalars to one `events.out.tfevents.*` file in `logdir`, written at once (SummaryWriter's
+    add_scalar/flush interface, for tests that grow a file while a reader follows it)."""
 
     def __init__(self, logdir: Path | str, name: str = "test"):
         self.path = Path(logdir) / f"events.out.tfevents.{int(time.time())}.{name}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         version = _field(1, 1, struct.pack("<d", time.time())) + _field(3, 2, b"brain.Event:2")
-        self.path.write_bytes(frame(version))
+        self.path.write_bytes(record(version))
 
     def add_scalar(self, tag: str, value: float, step: int, walltime: float | None = None) -> None:
         wall_time = time.time() if walltime is None else walltime
         with open(self.path, "ab") as handle:
-            handle.write(frame(scalar_event(tag, value, step, wall_time)))
+            handle.write(record(scalar_event(tag, step, value, wall_time)))
 
     def flush(self) -> None:
-        """Every add is written at once; here for the SummaryWriter interface the tests share."""
+        """Every add is written at once."""

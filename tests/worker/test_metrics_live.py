@@ -18,7 +18,7 @@ import pytest
 
 from launcher.observe.alerts import settings_from_env
 from launcher.observe.events import Scalar, Text, read_all
-from launcher.worker.metrics import RewardMetrics, rewrite_tags
+from launcher.worker.metrics import AlertStop, RewardMetrics, rewrite_tags
 
 from support.training import REWARD_TAGS, LiveRun, live_run, make_workspace, training_env
 
@@ -81,9 +81,13 @@ def test_nan_stops_the_run_after_saving_a_checkpoint(tmp_path, tiny_model_dir):
     ws = make_workspace(tmp_path / "nan", tiny_model_dir, pref_beta=1e38, max_steps=30, learning_rate=1e-2)
     result = subprocess.run([sys.executable, "-m", "launcher", "train", "config.yaml", "--no-monitor"], cwd=ws.root,
                             env=training_env(), capture_output=True, text=True, timeout=900, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # exit 4 (EXIT_ALERT_STOP), not 0: a run stopped by an alert did not finish (issue 11, item 10)
+    assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-3000:]
     assert [p.name for p in ws.out.glob("checkpoint-*")] == ["checkpoint-1"]
-    assert ws.log_history()[-1]["step"] == 1
+    state = json.loads((ws.out / "checkpoint-1" / "trainer_state.json").read_text(encoding="utf-8"))
+    assert state["log_history"][-1]["step"] == 1
+    # LLaMA-Factory's after-training work is skipped: no final weights or trainer_state.json in output_dir
+    assert not (ws.out / "model.safetensors").exists() and not (ws.out / "trainer_state.json").exists()
     alerts = [json.loads(line) for line in (ws.out / "dpo-launch" / "alerts.jsonl").read_text().splitlines()]
     assert [(a["rule"], a["step"], a["values"]) for a in alerts] == [("loss-not-finite", 1, {"train/grad_norm": "nan"})]
     assert "dpo-launch: stopping the run at step 1 because of loss-not-finite (--stop-on); saving a checkpoint " \
@@ -95,7 +99,7 @@ def test_nan_stops_the_run_after_saving_a_checkpoint(tmp_path, tiny_model_dir):
 # --- the callback's logic, without a trainer ----------------------------------------------------------
 
 def fake_trainer(step: int, world_zero: bool = False, accumulation: int = 1, world: int = 1):
-    args = SimpleNamespace(gradient_accumulation_steps=accumulation, world_size=world)
+    args = SimpleNamespace(gradient_accumulation_steps=accumulation, world_size=world, output_dir="out")
     state = SimpleNamespace(is_world_process_zero=world_zero, global_step=step, max_steps=10)
     return args, state, SimpleNamespace(should_save=False, should_training_stop=False)
 
@@ -109,6 +113,27 @@ def test_every_rank_stops_on_a_stop_on_alert_but_only_rank_0_writes(tmp_path):
     assert not (tmp_path / "dpo-launch" / "alerts.jsonl").exists()
 
 
+def test_the_trainers_end_after_a_stop_on_alert_raises_alert_stop_with_the_checkpoint(tmp_path):
+    callback = RewardMetrics(tmp_path, stop_on=("loss-not-finite",))
+    callback.is_main = True
+    args, state, control = fake_trainer(3, world_zero=True)
+    callback.on_log(args, state, control, logs={"loss": float("nan")})
+    with pytest.raises(AlertStop) as raised:
+        callback.on_train_end(args, state, control)
+    assert (raised.value.alert.rule, raised.value.alert.step, raised.value.checkpoint) == \
+        ("loss-not-finite", 3, "out/checkpoint-3")
+    assert str(raised.value) == "stopped by the loss-not-finite alert at step 3"
+    (record,) = [json.loads(line) for line in (tmp_path / "dpo-launch" / "alerts.jsonl").read_text().splitlines()]
+    assert (record["rule"], record["stopped_run"]) == ("loss-not-finite", True)
+
+
+def test_the_trainers_end_without_a_stop_on_alert_ends_normally(tmp_path):
+    callback = RewardMetrics(tmp_path, stop_on=("grad-norm-spike",))
+    args, state, control = fake_trainer(3)
+    callback.on_log(args, state, control, logs={"loss": float("nan")})  # reported, but not a --stop-on alert
+    assert callback.on_train_end(args, state, control) is control
+
+
 def test_an_alert_not_in_stop_on_is_reported_and_training_goes_on(tmp_path):
     callback = RewardMetrics(tmp_path, stop_on=())
     callback.is_main = True  # rank 0 without a TensorBoard writer: alerts.jsonl and stderr only
@@ -117,6 +142,7 @@ def test_an_alert_not_in_stop_on_is_reported_and_training_goes_on(tmp_path):
     assert (control.should_save, control.should_training_stop) == (False, False)
     (record,) = [json.loads(line) for line in (tmp_path / "dpo-launch" / "alerts.jsonl").read_text().splitlines()]
     assert (record["rule"], record["step"], record["values"]) == ("loss-not-finite", 1, {"train/grad_norm": "inf"})
+    assert "stopped_run" not in record
 
 
 def test_kto_kl_mean_divides_the_sum_by_steps_accumulation_and_ranks(tmp_path):

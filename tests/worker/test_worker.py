@@ -75,7 +75,32 @@ def test_self_test_is_skipped_where_policy_and_reference_may_differ_at_step_0():
     assert judge({"stage": "dpo", "pref_loss": "simpo"}, 0.97)[0] == "skipped"
 
 
-@pytest.mark.slow  # imports the training stack in process
+@pytest.mark.parametrize("observed", [math.nan, math.inf])
+def test_a_non_finite_first_loss_is_reported_as_such_not_as_the_wrong_loss(observed):
+    from launcher.worker.selftest import judge
+
+    status, expected, message = judge({"stage": "dpo", "pref_loss": "sigmoid"}, observed)
+    assert (status, expected) == ("non-finite", pytest.approx(math.log(2)))
+    assert message == (f"dpo-launch worker: loss self-test failed: the first batch's loss is {observed}, not a number "
+                       "the pref_loss sigmoid loss can give: the forward pass produced non-finite values (a wrong "
+                       "loss would still be finite)")
+
+
+def test_a_resume_the_config_did_not_ask_for_is_named_not_blamed_on_the_loss():
+    from launcher.worker.selftest import judge
+
+    assert judge({"stage": "dpo", "pref_loss": "sigmoid"}, 0.41, resumed_from="out/checkpoint-2") == (
+        "skipped", None, "dpo-launch worker: loss self-test skipped: training resumed from out/checkpoint-2 although "
+        "the config does not ask to resume (LLaMA-Factory resumes from the last checkpoint-N in output_dir when "
+        "resume_from_checkpoint is not set); the policy has moved from its reference, so the first-batch loss has "
+        "no closed form")
+    # asked for (`train --resume` sets it): the usual skip
+    assert judge({"stage": "dpo", "resume_from_checkpoint": "out/checkpoint-2"}, 0.41,
+                 resumed_from="out/checkpoint-2")[2].endswith("training resumes from a checkpoint, where the policy "
+                                                              "has already moved from its reference")
+
+
+@pytest.mark.slow  # imports torch in process
 def test_kto_pair_loss_is_one_half_at_equal_policy_and_reference_and_falls_as_chosen_rises():
     import torch
 
@@ -104,6 +129,49 @@ def test_self_test_stops_the_run_when_the_upstream_bug_trains_sigmoid_for_hinge(
     loss = dpo_workspace.runtime()["loss"]
     assert (loss["self_test"], round(loss["first_batch_loss"], 4)) == ("failed", 0.6931)
     assert not (dpo_workspace.out / "trainer_state.json").exists()
+
+
+def nan_weights_model(source: Path, target: Path) -> Path:
+    """A copy of the tiny model whose float32 weights are all NaN (safetensors: u64 header size, JSON, data)."""
+    import shutil
+    import struct
+
+    shutil.copytree(source, target)
+    blob = bytearray((target / "model.safetensors").read_bytes())
+    start = 8 + struct.unpack("<Q", blob[:8])[0]
+    blob[start:] = struct.pack("<f", math.nan) * ((len(blob) - start) // 4)
+    (target / "model.safetensors").write_bytes(bytes(blob))
+    return target
+
+
+@pytest.mark.slow
+def test_nan_weights_fail_the_self_test_as_a_non_finite_loss_naming_the_weights(dpo_workspace, tiny_model_dir):
+    model = nan_weights_model(tiny_model_dir, dpo_workspace.root / "nan-model")
+    dpo_workspace.write_config(model_name_or_path=str(model), max_steps=2)
+    result = run_worker(dpo_workspace)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "dpo-launch worker: loss self-test failed: the first batch's loss is nan, not a number the pref_loss "
+        "sigmoid loss can give: the forward pass produced non-finite values (a wrong loss would still be finite); "
+        "21 of the model's 21 parameter tensors hold NaN or inf (the first: model.embed_tokens.weight): the weights "
+        "loaded from model_name_or_path (or adapter_name_or_path) are broken")
+    assert dpo_workspace.runtime()["loss"]["self_test"] == "non-finite"
+
+
+@pytest.mark.slow
+def test_a_run_that_resumed_another_runs_checkpoint_skips_the_self_test_and_says_why(dpo_workspace):
+    dpo_workspace.write_config(max_steps=2, learning_rate=1e-2, save_strategy="steps", save_steps=2)
+    first = run_worker(dpo_workspace)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # the same output_dir again, without resume_from_checkpoint: LLaMA-Factory resumes checkpoint-2 on its own
+    dpo_workspace.write_config(max_steps=4)
+    second = run_worker(dpo_workspace)
+    assert second.returncode == 0, second.stderr[-3000:]
+    checkpoint = dpo_workspace.output_dir + "/checkpoint-2"
+    assert (f"dpo-launch worker: loss self-test skipped: training resumed from {checkpoint} although the config "
+            "does not ask to resume") in second.stdout + second.stderr
+    assert "the loss that runs is not the loss asked for" not in second.stdout + second.stderr
+    assert dpo_workspace.runtime()["loss"]["self_test"] == "skipped"
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,20 @@ def is_kind(path: Path, kind: str) -> bool:
         return False
 
 
+def special_file_kind(path: Path) -> str | None:
+    """'a FIFO', 'a character device', ... for something that exists (links followed) but is neither a regular
+    file nor a folder; None otherwise."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
+
+
 class MediaFinder:
     """Whether a media path from a record is a file where LF's converter looks for it (`_find_medias`):
     media_dir/path when that is a file, else the path as written, both from the launch folder."""
@@ -91,8 +106,14 @@ def _resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[Da
         if not names:
             return [], f"folder {display} is empty; LLaMA-Factory crashes with IndexError", None
         paths = [(local / name, os.path.join(display, name)) for name in names]
+        special = next(((p, shown) for p, shown in paths if special_file_kind(p)), None)
+        if special is not None:  # reading a FIFO would block, /dev/zero would never end
+            return [], f"{special[1]} is {special_file_kind(special[0])}, not a regular file", None
     elif is_kind(local, "is_file"):
         paths = [(local, display)]
+    elif special_file_kind(local):
+        return [], (f"{display} is {special_file_kind(local)}, not a regular file (LLaMA-Factory: 'File {display} "
+                    "not found.')"), "file_name must name a data file or a folder of them"
     elif is_kind(local, "is_symlink"):
         return [], f"{display} is a symbolic link that leads nowhere (a loop, or its target is missing)", None
     else:
