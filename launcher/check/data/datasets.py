@@ -17,7 +17,7 @@ from launcher.check.data.dataset_info import (
     check_schema,
     load_dataset_info,
 )
-from launcher.check.data.entry_rules import entry_rules
+from launcher.check.data.entry_rules import entry_rules, records_mode
 from launcher.check.data.files import (
     MediaFinder,
     advice,
@@ -127,7 +127,7 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
                                         hint=hint, key=False)]
     if mode is None or any(d.severity == ERROR and d.code in ("tags-incomplete", "column-unmapped") for d in found):
         return found  # the records cannot be read as LF would; the entry errors say why
-    checker = RecordChecker(Attr.from_entry(entry), mode, MediaFinder(media_dir, cwd))
+    checker = RecordChecker(Attr.from_entry(entry), records_mode(entry, mode), MediaFinder(media_dir, cwd))
     for data_file in files:
         found += _scan(data_file, checker, summary)
         record["files"].append(data_file.display)

@@ -174,9 +174,32 @@ def _answer_role(ck, value: dict, col: str, out: list) -> str:
         out.append(Problem(ERROR, "role-unknown", path, f"{path} is {got}, expected {_names(ck.odd)}; LLaMA-Factory "
                            f"crashes with KeyError: {role!r}", ROLE_TAGS_HINT))
         return CRASH
-    out.append(Problem(WARNING, "role-wrong", path, f"{path} is '{role}', expected {_names(ck.odd)}; "
-                       "LLaMA-Factory logs 'Invalid role tag' but keeps the record and trains on it"))
-    return KEPT
+    out.append(_wrong_answer_role(ck, role, path))
+    return CRASH if role == ck.t["system_tag"] else KEPT
+
+
+# What LF's template makes of an answer whose role is not an assistant's: the converter logs 'Invalid role tag'
+# and keeps the record (data/converter.py, the pairwise branch sets broken_data after the check that skips),
+# then Template._encode formats the answer by its role (data/template.py); rendered here with qwen3_nothink
+# (qwen3 puts an empty <think></think> block before it).
+ANSWER_RENDERED_AS = {
+    "user_tag": ("a user turn", "'<|im_start|>user\\nANSWER<|im_end|>\\n<|im_start|>assistant\\n'"),
+    "observation_tag": ("a tool result (observation) turn", "'<|im_start|>user\\n<tool_response>\\nANSWER\\n"
+                        "</tool_response><|im_end|>\\n<|im_start|>assistant\\n'"),
+}
+
+
+def _wrong_answer_role(ck, role: str, path: str) -> Problem:
+    expected = f"{path} is '{role}', expected {_names(ck.odd)}"
+    fix = f"set it to '{ck.t['assistant_tag']}'"
+    if role == ck.t["system_tag"]:
+        return Problem(ERROR, "role-wrong", path, f"{expected}; LLaMA-Factory keeps the record, then crashes when "
+                       "it tokenizes it (NotImplementedError: Unexpected role: system)", fix)
+    tag = "user_tag" if role == ck.t["user_tag"] else "observation_tag"
+    turn, rendered = ANSWER_RENDERED_AS[tag]
+    return Problem(ERROR, "role-wrong", path, f"{expected}; LLaMA-Factory keeps the record and renders this answer "
+                   f"as {turn} inside the response, so the pair trains on a corrupted target (with the qwen3_nothink "
+                   f"template the target becomes {rendered})", fix)
 
 
 def _identical(contents: list, chosen: str, rejected: str, out: list) -> None:
