@@ -40,14 +40,14 @@ def records_mode(entry: dict, mode: str | None) -> str | None:
 def _ranking(info: DatasetInfo, name: str, entry: dict, mode: str) -> list[Diagnostic]:
     ranking = entry.get("ranking", False)
     # LF tests `ranking is False` for rm-style stages and `ranking is True` for the others (loader.py:178).
-    columns = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
-    if mode == "pairwise" and ranking is False and columns.get("kto_tag"):
+    columns = Attr.from_entry(entry).columns
+    if mode == "pairwise" and ranking is False and columns["kto_tag"]:
         message = ("the entry maps a kto_tag column: it is KTO data (one answer per record, judged desirable or "
                    "not), but stage dpo needs pairs")
         hint = "train it with stage: kto; or, for pairwise data, map chosen/rejected and add \"ranking\": true"
     elif mode == "pairwise" and ranking is False:
         message, hint = "ranking is false (the default) but stage dpo needs pairwise data", 'add "ranking": true'
-    elif mode == "kto" and ranking is True and not columns.get("kto_tag") and columns.get("chosen"):
+    elif mode == "kto" and ranking is True and not columns["kto_tag"] and columns["chosen"]:
         message = "ranking is true and the entry maps chosen/rejected: it is pairwise data, but stage kto needs " \
             "unpaired data with a kto_tag column"
         hint = "train it with stage: dpo; or convert it with `dpo-launch convert --to kto`"
