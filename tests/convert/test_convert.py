@@ -339,7 +339,8 @@ def test_a_detected_format_that_cannot_read_the_record_names_the_formats_that_ca
         "chosen/rejected), but that reader cannot read it (chosen has 2 messages, expected one assistant message); "
         "it can be read with --from ultrafeedback (pass --from FORMAT, or --map FIELD=COLUMN,... for other column "
         "names; `dpo-launch convert --help` shows the shapes each format accepts)")
-    assert run_main("convert", "in.jsonl", "--out", "out.jsonl", "--from", "ultrafeedback", cwd=tmp_path).returncode == 0
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", "--from", "ultrafeedback", cwd=tmp_path)
+    assert done.returncode == 0
 
 
 def test_a_record_no_rule_matches_names_the_formats_whose_readers_read_it():
