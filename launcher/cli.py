@@ -19,6 +19,7 @@ from launcher.commands import (
     monitor,
     plan,
     report,
+    schema,
     tensorboard,
     train,
     validate,
@@ -34,7 +35,7 @@ from launcher.errors import (
 )
 
 # Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
-COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert)
+COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, schema)
 
 
 class _Parser(argparse.ArgumentParser):

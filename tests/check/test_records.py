@@ -73,6 +73,7 @@ KTO_RECORDS = [
     kto([{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]),
     kto([{"role": "user", "content": "Q"}, {"role": "gpt", "content": "A"}], label=False),
     kto([]),
+    kto([{"role": "system", "content": "S"}]),
     kto([{"role": "user", "content": "<start_of_turn>user Q"}, {"role": "assistant", "content": "A"}]),
 ]
 ALPACA_RECORDS = [

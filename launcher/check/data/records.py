@@ -71,7 +71,7 @@ class RecordChecker:
                 if type(system) is not str or ("<" in system or "[" in system) and find(system):
                     return False
                 msgs = msgs[1:]
-            if len(msgs) % 2 != parity:
+            if len(msgs) % 2 != parity or not msgs:  # KTO: a lone system prompt has no turn to judge
                 return False
             expected = even
             for msg in msgs:
