@@ -13,7 +13,7 @@ def entry_rules(info: DatasetInfo, name: str, entry: dict, mode: str | None) -> 
     attr = Attr.from_entry(entry)
     found = _ranking(info, name, entry, mode) if mode else []
     # Data shaped for the other stage: the stage is the mistake, so the columns are checked for the data's own.
-    found += _columns(info, name, entry, attr, records_mode(entry, mode))
+    found += _columns(info, name, entry, attr, records_mode(entry, mode) if mode else None)
     if attr.formatting in ("sharegpt", "openai"):
         found += _tags(info, name, entry, attr)
     if attr.formatting == "openai":
@@ -25,7 +25,7 @@ def entry_rules(info: DatasetInfo, name: str, entry: dict, mode: str | None) -> 
     return found
 
 
-def records_mode(entry: dict, mode: str | None) -> str | None:
+def records_mode(entry: dict, mode: str) -> str:
     """The mode to read the entry's records in: the stage's, unless the entry is plainly shaped for the other
     stage (a kto_tag column and no ranking under dpo; chosen/rejected and ranking: true under kto)."""
     attr = Attr.from_entry(entry)

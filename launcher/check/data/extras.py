@@ -33,9 +33,9 @@ def explain_extras(ck, rec: dict, out: list) -> str:
     if system is not None and not isinstance(system, str):
         out.append(Problem(ERROR, "value-type", c["system"], f"'{c['system']}' must be a string but got {describe(system)}"))
         verdict = CRASH
-    found = templated_problem(system, c["system"]) if c["system"] else None
-    if found:
-        out.append(found)
+    templated = templated_problem(system, c["system"]) if c["system"] else None
+    if templated:
+        out.append(templated)
     for name, col in ck.media:
         verdict = worst(verdict, _media(ck, rec, name, col, out))
     return verdict
