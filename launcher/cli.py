@@ -23,6 +23,7 @@ from launcher.commands import (
     monitor,
     plan,
     report,
+    schema,
     tensorboard,
     train,
     validate,
@@ -44,7 +45,7 @@ from launcher.errors import (
 )
 
 # Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
-COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert)
+COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, schema)
 
 
 class _ArgparseError(UsageError):

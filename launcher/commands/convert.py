@@ -1,4 +1,5 @@
-"""`dpo-launch convert IN [--from FORMAT] --out OUT.jsonl [--to kto] [--register DATASET_INFO [--name NAME]]`
+"""`dpo-launch convert IN [--from FORMAT] --out OUT.jsonl [--to kto] [--register DATASET_INFO [--name NAME]]
+[--map FIELD=COLUMN,...] [--weights DIMENSION=W,... [--min-margin M]]`
 
 Converts preference data to LLaMA-Factory's ShareGPT ranking rows ({"conversations": [...], "chosen": {...},
 "rejected": {...}}), or with `--to kto` to unpaired KTO rows ({"conversations": [...], "label": true|false}),
@@ -12,7 +13,15 @@ Formats (`--from`; detected from the first record when left out):
   sharegpt-strings  conversations (from/value or role/content, user or human) + chosen/rejected strings
   hh                Anthropic HH-RLHF "\\n\\nHuman: ...\\n\\nAssistant: ..." transcripts in chosen/rejected
   ultrafeedback     chosen/rejected message lists that share all but the last assistant message
+                    (AutoTrain's multi-turn shape too: its prompt list is rebuilt from chosen, as AutoTrain does)
   alpaca            instruction, input?, chosen, rejected, system?, history? ([[user, assistant], ...])
+
+Custom column names: --map prompt=question,chosen=better_response,rejected=worse_response reads each input
+column under the field name the formats use (before detection).
+
+Multi-objective data: records with "dimensions": {"helpfulness": {"chosen": 4, "rejected": 2}, ...} and
+--weights helpfulness=1,honesty=0.5 keep a pair only when the weighted score of chosen minus rejected is
+above 0 and at least --min-margin (default 0); flipped, tied and below-margin pairs are dropped and counted.
 """
 
 from __future__ import annotations
@@ -26,12 +35,14 @@ from launcher.check.diagnostics import DEFAULT_CAP_PER_FILE, Diagnostic
 from launcher.convert.converter import (
     ConvertError,
     ConvertResult,
+    check_options,
     check_paths,
     convert,
     detect_format,
     format_named,
     summary,
 )
+from launcher.convert.options import ReadOptions, parse_column_map, parse_weights
 from launcher.convert.register import dataset_entry, plan_registration
 from launcher.convert.register import register as register_entry
 from launcher.errors import EXIT_OK, EXIT_USER_ERROR, UsageError
@@ -55,19 +66,29 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--strict", action="store_true", help="fail (exit 1, OUT not written) if any record "
                                                               "cannot be converted")
     parser.add_argument("--verbose", "-v", action="store_true", help="list every skipped record")
+    parser.add_argument("--map", dest="column_map", metavar="FIELD=COLUMN,...",
+                        help="read input columns under the field names the formats use, e.g. "
+                             "prompt=question,chosen=better_response,rejected=worse_response")
+    parser.add_argument("--weights", metavar="DIMENSION=W,...",
+                        help="multi-objective data: weigh the records' dimensions scores and drop the pairs whose "
+                             "weighted preference flips or ties, e.g. helpfulness=1,honesty=0.5")
+    parser.add_argument("--min-margin", dest="min_margin", type=float, metavar="M",
+                        help="with --weights: also drop pairs whose weighted margin is below M (default 0)")
     parser.set_defaults(handler=run)
 
 
 def run(input: str, out: str, fmt: str | None = None, to: str = "ranking", register: str | None = None,
-        name: str | None = None, force: bool = False, strict: bool = False, verbose: bool = False) -> int:
+        name: str | None = None, force: bool = False, strict: bool = False, verbose: bool = False,
+        column_map: str | None = None, weights: str | None = None, min_margin: float | None = None) -> int:
     try:
         fmt = format_named(fmt)
+        options = _read_options(column_map, weights, min_margin)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     source, target = Path(input), Path(out)
     name = _check_usage(target, register, name)
     try:
-        return _run(source, target, fmt, to, register, name, force, strict, verbose)
+        return _run(source, target, fmt, to, register, name, force, strict, verbose, options)
     except ConvertError as exc:
         print(exc.diagnostic.render(), file=sys.stderr)
         return EXIT_USER_ERROR
@@ -76,6 +97,16 @@ def run(input: str, out: str, fmt: str | None = None, to: str = "ranking", regis
         print(Diagnostic("error", "io", f"cannot write: {exc.strerror or exc}", file=str(where)).render(),
               file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _read_options(column_map: str | None, weights: str | None, min_margin: float | None) -> ReadOptions:
+    if min_margin is not None and weights is None:
+        raise ValueError("--min-margin needs --weights (the margin is the weighted preference's)")
+    if min_margin is not None and not min_margin >= 0:
+        raise ValueError(f"--min-margin: expected a number >= 0 but got {min_margin}")
+    return ReadOptions(columns=parse_column_map(column_map) if column_map is not None else {},
+                       weights=parse_weights(weights) if weights is not None else {},
+                       min_margin=min_margin or 0.0)
 
 
 def _check_usage(target: Path, register: str | None, name: str | None) -> str | None:
@@ -88,19 +119,20 @@ def _check_usage(target: Path, register: str | None, name: str | None) -> str | 
 
 
 def _run(source: Path, target: Path, fmt: str | None, to: str, register: str | None, name: str | None,
-         force: bool, strict: bool, verbose: bool) -> int:
+         force: bool, strict: bool, verbose: bool, options: ReadOptions) -> int:
     check_paths(source, target, force)
+    check_options(source, options)
     info = Path(register) if register is not None else None
     entry = dataset_entry(target, info, to) if info is not None else None
     if info is not None:
         plan_registration(info, name, entry, force)  # a name clash stops us before OUT is written
     if fmt is None:
-        fmt, rule, index = detect_format(source)
+        fmt, rule, index = detect_format(source, options)
         print(f"{source}: detected format '{fmt}' from record {index}: {rule}; pass --from to override",
               file=sys.stderr)
     result = ConvertResult()
     try:
-        convert(source, target, fmt, to, strict, result)
+        convert(source, target, fmt, to, strict, result, options)
     except ConvertError as exc:
         message = f"{exc.diagnostic.message}; {target} not written"
         raise ConvertError(dataclasses.replace(exc.diagnostic, message=message)) from None

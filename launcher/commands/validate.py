@@ -1,4 +1,6 @@
-"""`dpo-launch validate CONFIG [key=value ...]`: every problem in the config, dataset_info.json and records."""
+"""`dpo-launch validate CONFIG [CONFIG ...] [key=value ...]`: every problem in the config, dataset_info.json and
+records. Several configs (as pre-commit passes the changed files) are validated one after the other, each with
+its own summary line; the exit code is 1 when any has an error."""
 
 from __future__ import annotations
 
@@ -35,6 +37,12 @@ def add_parser(subparsers) -> None:
 def run(config: str | None, overrides: list[str], config_file: str | None = None, format: str = "text",
         verbose: bool = False, check_data: bool = True, stats: bool = False, stats_dir: str | None = None) -> int:
     config_path, overrides = pop_config_path(config, overrides, config_file)
+    configs, overrides = more_configs(config_path, overrides)
+    if len(configs) > 1:
+        if stats or stats_dir or format == "json":
+            raise UsageError("several configs are validated in text only: --stats and --format json take one config")
+        results = [_validate_one(path, overrides, verbose, check_data) for path in configs]
+        return EXIT_OK if all(results) else EXIT_USER_ERROR
     if (stats or stats_dir) and not check_data:
         raise UsageError("--stats measures the records: it cannot be combined with --no-data")
     if stats_dir and not stats:
@@ -52,6 +60,17 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         if measured:
             render_stats_text(measured, sys.stdout)
     return EXIT_OK if result.ok else EXIT_USER_ERROR
+
+
+def more_configs(config_path: str, overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(configs, overrides): positionals without '=' after the first config are more configs, not overrides."""
+    return [config_path] + [item for item in overrides if "=" not in item], [item for item in overrides if "=" in item]
+
+
+def _validate_one(config_path: str, overrides: list[str], verbose: bool, check_data: bool) -> bool:
+    result = validate(config_path, overrides, check_data=check_data)
+    render_text(result.diagnostics, sys.stdout, verbose=verbose, checked=config_path)
+    return result.ok
 
 
 def _start_stats_worker():

@@ -16,7 +16,9 @@ Accepted shapes (the first listed is the canonical one; the others are common va
   `chosen`/`rejected` replies.
 - ultrafeedback: UltraFeedback-binarized, `chosen`/`rejected` full message lists sharing all but the last
   assistant message (TRL's implicit-prompt conversational form); a `prompt` string is used when the lists
-  hold only the assistant message.
+  hold only the assistant message. AutoTrain's multi-turn DPO/ORPO data has this shape with `prompt` as a
+  message list; AutoTrain itself rebuilds the prompt from `chosen[:-1]` and so does this reader
+  (autotrain-advanced, trainers/clm/utils.py `apply_chat_template`).
 - alpaca: `instruction`, optional `input`, `chosen`/`rejected` strings, optional `system` and `history`
   ([[user, assistant], ...]); LF's pre-0.8 `output: [chosen, rejected]` is accepted too.
 """
@@ -178,7 +180,7 @@ READERS: dict[str, Callable[[dict], Pair]] = {
 }
 FORMATS = tuple(READERS)
 ALIASES = {"sharegpt": "sharegpt-strings", "hh-rlhf": "hh", "anthropic-hh": "hh",
-           "ultrafeedback-binarized": "ultrafeedback"}
+           "ultrafeedback-binarized": "ultrafeedback", "autotrain": "ultrafeedback"}
 
 
 def detect(record: object) -> tuple[str, str] | None:
@@ -210,11 +212,18 @@ def _detect_pair(record: dict) -> tuple[str, str] | None:
         if isinstance(prompt, str):
             return "trl", "prompt/chosen/rejected strings (TRL standard)"
         return None
+    if isinstance(prompt, list) and _conversation(chosen) and _conversation(record["rejected"]):
+        return "ultrafeedback", "full chosen/rejected conversations, the prompt a message list (AutoTrain)"
     if isinstance(prompt, list):
         return "trl", "prompt/chosen/rejected message lists (TRL conversational)"
     if isinstance(chosen, list):
         return "ultrafeedback", "chosen/rejected message lists sharing a prompt"
     return None
+
+
+def _conversation(value: object) -> bool:
+    """A message list holding more than the answer: the whole conversation."""
+    return isinstance(value, list) and len(value) > 1
 
 
 def _looks_like_transcript(value: object) -> bool:

@@ -1,4 +1,5 @@
-"""`dpo-launch validate` and `plan` must stay fast: they never import the training stack, not even transitively."""
+"""`dpo-launch validate`, `plan` and `schema` must stay fast: they never import the training stack, not even
+transitively."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from support.workspaces import write_workspace
     ["plan", "config.yaml"],
     ["plan", "config.yaml", "--format", "json", "--nnodes", "2", "--nproc-per-node", "2"],
     ["train", "config.yaml", "--dry-run"],
-], ids=["validate", "plan", "plan-json-multinode", "train-dry-run"])
+    ["schema", "--dataset", "prefs", "--config", "config.yaml"],
+], ids=["validate", "plan", "plan-json-multinode", "train-dry-run", "schema"])
 @pytest.mark.subprocess
 def test_fast_commands_never_import_the_training_stack(tmp_path, args):
     workspace = write_workspace(tmp_path / "work")

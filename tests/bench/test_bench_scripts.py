@@ -91,3 +91,17 @@ def test_stats_speed_measures_both_sides_on_the_same_pairs_and_reports_the_media
     lf_seconds = float(re.search(r"LLaMA-Factory get_dataset: +([\d.]+) s", out)[1])
     ratio = float(re.search(r"ratio LF get_dataset / ours: +([\d.]+)x", out)[1])
     assert ratio == pytest.approx(lf_seconds / median, abs=0.051 + 0.1 * ratio)  # from rounded figures
+
+
+@pytest.mark.subprocess
+def test_record_checks_times_reading_and_checking_the_same_file_and_reports_their_ratio():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "record_checks.py"), "--records", "500", "--repeat",
+                             "1", "--templated", "10"], check=False, cwd=REPO, env=training_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert set(report) == {"records", "templated_every", "read_s", "check_s", "ratio_check_to_read", "fast_us"}
+    assert (report["records"], report["templated_every"]) == (500, 10)
+    check, read, half = report["check_s"], report["read_s"], 0.0005  # both printed to 3 decimals
+    assert read > half and report["fast_us"] > 0
+    assert (check - half) / (read + half) - 0.001 <= report["ratio_check_to_read"] <= (check + half) / (read - half)

@@ -72,3 +72,26 @@ def test_json_format_of_a_valid_config_reports_ok_and_no_diagnostics():
     assert result.returncode == 0
     assert payload["ok"] is True
     assert [d for d in payload["diagnostics"] if d["severity"] == "error"] == []
+
+
+# ------------------------------------------------------------------ several configs (as pre-commit passes them)
+
+def test_several_configs_are_validated_each_with_its_summary_and_any_error_fails(tmp_path):
+    from support.cli import run_main
+
+    good = "stage: dpo\ndo_train: true\ndataset: prefs\nmodel_name_or_path: Qwen/Qwen3-0.6B\nreport_to: tensorboard\n"
+    (tmp_path / "a.yaml").write_text(good)
+    (tmp_path / "b.yaml").write_text(good + "pref_loss: sigmod\n")
+    done = run_main("validate", "a.yaml", "b.yaml", "pref_beta=0.2", "--no-data", cwd=tmp_path)
+    summaries = [line for line in done.stdout.splitlines() if line[:1] in "✓✗"]
+    assert (done.returncode, summaries) == (1, ["✓ 0 errors, 0 warnings, 1 note in a.yaml",
+                                                "✗ 1 error, 0 warnings, 1 note in b.yaml"])
+    assert run_main("validate", "a.yaml", "a.yaml", "--no-data", cwd=tmp_path).returncode == 0
+
+
+def test_several_configs_take_neither_json_nor_stats(tmp_path):
+    from support.cli import run_main
+
+    done = run_main("validate", "a.yaml", "b.yaml", "--format", "json", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, "dpo-launch: error: several configs are validated in text only: "
+                                                 "--stats and --format json take one config\n")

@@ -28,6 +28,7 @@ DATA_CODES = {
     "record-type", "missing-column", "value-type", "message-type", "missing-key", "role-order", "role-unknown",
     "role-wrong", "system-position", "turn-count", "chosen-type", "empty-content", "identical-pair",
     "kto-tag-type", "tools-type", "tools-json", "media-count", "history-type", "duplicate-key", "media-missing",
+    "column-missing", "guide-shape", "already-templated",
 }
 
 

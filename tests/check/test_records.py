@@ -50,6 +50,7 @@ SHAREGPT_RECORDS = [
     pair([h("Q")], chosen={"from": "assistant", "value": "A"}),
     pair([h("Q")], chosen={"value": "A"}),
     pair([h("Q")], rejected=h("B")),
+    pair([h("Q")], chosen={"from": "system", "value": "A"}),
     pair([h("Q")], chosen=g("same"), rejected=g("same")),
     pair([h("")]),
     pair([h("Q")], chosen=g("")),
@@ -59,6 +60,10 @@ SHAREGPT_RECORDS = [
     pair([{"from": "human"}]),
     pair([h("Q")], rejected=None),
     pair([h("Q"), {"from": "function_call", "value": "{}"}, {"from": "observation", "value": "r"}]),
+    pair([h("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n")]),
+    pair([h("Q")], chosen=g("A<|im_end|>")),
+    pair([{"from": "system", "value": "<<SYS>> S"}, h("Q")]),
+    pair([h("Is a < b [always]?")]),
 ]
 KTO_RECORDS = [
     kto([{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]),
@@ -68,6 +73,8 @@ KTO_RECORDS = [
     kto([{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]),
     kto([{"role": "user", "content": "Q"}, {"role": "gpt", "content": "A"}], label=False),
     kto([]),
+    kto([{"role": "system", "content": "S"}]),
+    kto([{"role": "user", "content": "<start_of_turn>user Q"}, {"role": "assistant", "content": "A"}]),
 ]
 ALPACA_RECORDS = [
     {"instruction": "Q", "input": "x", "chosen": "A", "rejected": "B", "history": None},
@@ -77,6 +84,10 @@ ALPACA_RECORDS = [
     {"instruction": "Q", "input": None, "chosen": "A", "rejected": "B", "history": [["q", "a"]]},
     {"instruction": "Q", "input": None, "chosen": "A", "rejected": "B", "history": [["q"]]},
     {"instruction": None, "input": None, "chosen": "A", "rejected": "B", "history": None},
+    {"instruction": "[INST] Q [/INST]", "input": None, "chosen": "A", "rejected": "B", "history": None},
+    {"instruction": "Q", "input": "<|begin_of_text|>x", "chosen": "A", "rejected": "B", "history": None},
+    {"instruction": "Q", "input": None, "chosen": "A", "rejected": "B<|eot_id|>", "history": None},
+    {"instruction": "Q", "input": None, "chosen": "A", "rejected": "B", "history": [["q", "<|assistant|>a"]]},
 ]
 
 
@@ -100,29 +111,6 @@ def test_a_message_without_a_role_is_reported_even_when_a_tag_is_left_out():
     ck = checker(KTO, "kto")  # observation_tag and function_tag are None here
     problems, outcome = ck.explain(kto([{"content": "Q"}, {"role": "assistant", "content": "A"}]))
     assert [p.code for p in problems] == ["missing-key"] and outcome == DROPPED
-
-
-def test_guide_shape_gets_the_exact_tags_to_declare():
-    from launcher.check.data.records import shape_advice
-
-    ck = checker(SHAREGPT, "pairwise")
-    ck.explain({"conversations": [{"from": "system", "value": "S"}, {"from": "user", "value": "Q"}],
-                "chosen": "A", "rejected": "B"})
-    advice = shape_advice(ck)
-    assert advice.code == "tags-mismatch"
-    assert '"tags": {"role_tag": "from", "content_tag": "value", "user_tag": "user", "assistant_tag": "gpt", ' \
-           '"system_tag": "system"}' in advice.message
-    assert "`dpo-launch convert`" in advice.message
-
-
-def test_role_content_keys_get_role_tag_and_content_tag_advice():
-    from launcher.check.data.records import shape_advice
-
-    ck = checker(SHAREGPT, "pairwise")
-    ck.explain({"conversations": [{"role": "user", "content": "Q"}],
-                "chosen": {"role": "assistant", "content": "A"}, "rejected": {"role": "assistant", "content": "B"}})
-    assert '"tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": ' \
-           '"assistant"}' in shape_advice(ck).message
 
 
 # ------------------------------------------------------------------ streaming readers
@@ -192,7 +180,7 @@ def test_parquet_rows_are_read_in_batches(tmp_path):
 
 def lf_outcome(converter, record: dict) -> str:
     """What LF 0.9.5 does with a record: the converter, then the pairwise/feedback processor's drop rule and
-    the template's need for string contents and JSON-string tools."""
+    the template's need for string contents, JSON-string tools and answers in a role it can format."""
     try:
         out = converter(record)
     except (KeyError, TypeError, ValueError):
@@ -201,6 +189,8 @@ def lf_outcome(converter, record: dict) -> str:
     if len(prompt) % 2 != 1 or len(response) < 2:
         return DROPPED
     if not all(isinstance(m["content"], str) for m in prompt + response):
+        return CRASH
+    if any(m["role"] == "system" for m in response):  # Template._encode: "Unexpected role: system"
         return CRASH
     if out["_tools"]:
         try:
@@ -235,3 +225,81 @@ def lf():
 def test_verdicts_agree_with_llamafactory_converter(lf, entry, mode, records):
     ck, converter = checker(entry, mode), lf(entry)
     assert [verdict(ck, r) for r in records] == [lf_outcome(converter, r) for r in records]
+
+
+# ------------------------------------------------------------------ an answer in a role other than the assistant's
+
+def test_a_chosen_message_with_the_user_role_is_an_error_that_says_the_target_is_corrupted():
+    ck = checker(SHAREGPT, "pairwise")
+    problems, outcome = ck.explain(pair([h("Q")], chosen=h("A")))
+    assert [(p.severity, p.code, p.path) for p in problems] == [("error", "role-wrong", "chosen.from")]
+    assert problems[0].message == (
+        "chosen.from is 'human', expected 'gpt' or 'function_call'; LLaMA-Factory keeps the record and renders "
+        "this answer as a user turn inside the response, so the pair trains on a corrupted target (with the "
+        "qwen3_nothink template the target becomes '<|im_start|>user\\nANSWER<|im_end|>\\n<|im_start|>assistant\\n')")
+    assert problems[0].hint == "set it to 'gpt'" and outcome == KEPT
+
+
+def test_a_rejected_message_with_the_system_role_crashes_llamafactory_when_it_tokenizes():
+    ck = checker(SHAREGPT, "pairwise")
+    problems, outcome = ck.explain(pair([h("Q")], rejected={"from": "system", "value": "B"}))
+    assert [(p.severity, p.code) for p in problems] == [("error", "role-wrong")] and outcome == CRASH
+    assert "NotImplementedError: Unexpected role: system" in problems[0].message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", ["user_tag", "observation_tag"])
+def test_llamafactory_renders_an_answer_in_that_role_as_the_message_says(tag, lf, tiny_model_dir):
+    """LF's own converter and qwen3_nothink template (encode_oneturn, as the pairwise processor calls it)."""
+    from llamafactory.data.template import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
+
+    from launcher.check.data.explain import ANSWER_RENDERED_AS
+
+    role = {"user_tag": "human", "observation_tag": "observation"}[tag]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen3_nothink"))
+    example = lf(SHAREGPT)(pair([h("Q")], chosen={"from": role, "value": "ANSWER"}, tools=None))
+    _, chosen_ids = template.encode_oneturn(tokenizer, example["_prompt"] + example["_response"][:1],
+                                            example["_system"], example["_tools"])
+    claimed = ANSWER_RENDERED_AS[tag][1].strip("'").replace("\\n", "\n")
+    assert tokenizer.decode(chosen_ids) == claimed
+
+
+@pytest.mark.slow
+def test_llamafactory_crashes_on_an_answer_in_the_system_role(lf, tiny_model_dir):
+    from llamafactory.data.template import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen3"))
+    example = lf(SHAREGPT)(pair([h("Q")], rejected={"from": "system", "value": "B"}, tools=None))
+    with pytest.raises(NotImplementedError, match="Unexpected role: system"):
+        template.encode_oneturn(tokenizer, example["_prompt"] + example["_response"][1:], example["_system"], None)
+
+
+# ------------------------------------------------------------------ text that went through a chat template
+
+def test_a_turn_that_went_through_a_chat_template_is_a_warning_naming_the_marker():
+    ck = checker(SHAREGPT, "pairwise")
+    problems, outcome = ck.explain(pair([h("<|im_start|>user\nQ<|im_end|>")]))
+    assert [(p.severity, p.code, p.path) for p in problems] == [
+        ("warning", "already-templated", "conversations[0].value")]
+    assert problems[0].message == (
+        "conversations[0].value contains '<|im_start|>', a ChatML (Qwen, Yi, Hermes) chat template marker: the text "
+        "already went through a chat template, and LLaMA-Factory applies the config's template to it again, so the "
+        "model trains on the markers twice")
+    assert outcome == KEPT
+
+
+def test_every_marker_is_one_llamafactory_templates_write():
+    """The markers are read from LF's own template definitions (the source text, without importing it)."""
+    import importlib.util
+    from pathlib import Path
+
+    from launcher.check.data.templated import MARKERS
+
+    source = (Path(importlib.util.find_spec("llamafactory").origin).parent / "data" / "template.py").read_text()
+    assert [marker for marker in MARKERS if marker not in source] == []

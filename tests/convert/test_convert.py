@@ -23,7 +23,8 @@ CASE_NAMES = sorted(p.name for p in CASE_DIR.iterdir() if p.is_dir())
 # The format each case's first record must be detected as.
 DETECTED = {"alpaca": "alpaca", "hh": "hh", "json-array": "trl", "kto": "trl", "openai-messages": "openai",
             "openai-preference": "openai", "sharegpt-strings": "sharegpt-strings", "skipped": "sharegpt-strings",
-            "trl-conversational": "trl", "trl-standard": "trl", "ultrafeedback": "ultrafeedback"}
+            "trl-conversational": "trl", "trl-standard": "trl", "ultrafeedback": "ultrafeedback",
+            "autotrain-multiturn": "ultrafeedback", "custom-columns": "trl", "multi-objective": "trl"}
 
 
 def copy_case(name: str, tmp_path: Path) -> tuple[Path, list[str]]:
@@ -154,8 +155,9 @@ def test_an_undetectable_file_names_its_keys_and_the_formats(tmp_path):
     done = run_main("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == ("in.jsonl:1: error[unknown-format]: record 0 has answer, question, which matches none of "
-                           "the formats trl, openai, sharegpt-strings, hh, ultrafeedback, alpaca (pass --from FORMAT; "
-                           "`dpo-launch convert --help` shows the shapes each format accepts)\n")
+                           "the formats trl, openai, sharegpt-strings, hh, ultrafeedback, alpaca (pass --from FORMAT, "
+                           "or --map FIELD=COLUMN,... for other column names; `dpo-launch convert --help` shows the "
+                           "shapes each format accepts)\n")
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -285,8 +287,9 @@ def test_dpo_launch_train_consumes_every_converted_format(stage, tmp_path, tiny_
     names, rows = [], 0
     for case in CASE_NAMES:  # every input format, each converted and registered as its own dataset
         source = CASE_DIR / case / next(p.name for p in (CASE_DIR / case).iterdir() if p.name.startswith("input."))
-        to = ["--to", "kto"] if stage == "kto" else []
-        done = run_cli("convert", source, "--out", f"data/{case}.jsonl", *to, "--register", "data/dataset_info.json",
+        _, args = copy_case(case, tmp_path / "cases")
+        args = [arg for arg in args if arg not in ("--to", "kto")] + (["--to", "kto"] if stage == "kto" else [])
+        done = run_cli("convert", source, "--out", f"data/{case}.jsonl", *args, "--register", "data/dataset_info.json",
                        "--name", case, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         names.append(case)
@@ -317,3 +320,97 @@ def test_register_through_a_symlinked_dataset_info_edits_the_target_with_paths_f
     # LLaMA-Factory opens os.path.join(dataset_dir, file_name) with dataset_dir = data
     assert info["prefs"]["file_name"] == "prefs.jsonl"
     assert done.stdout.splitlines()[-1] == "registered 'prefs' in data/dataset_info.json (file_name 'prefs.jsonl')"
+
+
+# ------------------------------------------------------------------ detection that names what would read a record
+
+def test_autotrain_full_conversations_with_a_prompt_list_are_detected_as_ultrafeedback():
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    record = {"prompt": conversation[:1], "chosen": conversation,
+              "rejected": conversation[:1] + [{"role": "assistant", "content": "Go away"}]}
+    assert detect(record) == ("ultrafeedback",
+                              "full chosen/rejected conversations, the prompt a message list (AutoTrain)")
+
+
+def test_a_detected_format_that_cannot_read_the_record_names_the_formats_that_can(tmp_path):
+    record = {"conversations": [{"role": "user", "content": "Q"}],
+              "chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
+              "rejected": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "B"}]}
+    (tmp_path / "in.jsonl").write_text(json.dumps(record) + "\n")
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[0] == (
+        "in.jsonl:1: error[unknown-format]: record 0 looks like 'sharegpt-strings' (conversations with "
+        "chosen/rejected), but that reader cannot read it (chosen has 2 messages, expected one assistant message); "
+        "it can be read with --from ultrafeedback (pass --from FORMAT, or --map FIELD=COLUMN,... for other column "
+        "names; `dpo-launch convert --help` shows the shapes each format accepts)")
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", "--from", "ultrafeedback", cwd=tmp_path)
+    assert done.returncode == 0
+
+
+def test_a_record_no_rule_matches_names_the_formats_whose_readers_read_it():
+    from launcher.convert.converter import readable_formats
+
+    record = {"prompt": "q", "chosen": {"role": "assistant", "content": "a"}, "rejected": {"role": "assistant",
+                                                                                    "content": "b"}}
+    assert detect(record) is None
+    assert readable_formats(record) == ["trl"]
+
+
+# ------------------------------------------------------------------ --map, --weights, --min-margin
+
+@pytest.mark.parametrize("args, message", [
+    (["--map", "promt=question"], "--map: 'promt' is not a field the formats read; expected one of prompt, chosen, "
+                                  "rejected, system, messages, conversations, instruction, input, output, history, "
+                                  "preferred_output, non_preferred_output, rejected_message, rejected_response, "
+                                  "dimensions (did you mean 'prompt'?)"),
+    (["--map", "prompt"], "--map: expected NAME=VALUE items separated by commas (e.g. prompt=question) but got "
+                          "'prompt'"),
+    (["--map", "prompt=a,prompt=b"], "--map: 'prompt' is mapped twice"),
+    (["--weights", "helpfulness=high"], "--weights: the weight of 'helpfulness' must be a number but got 'high'"),
+    (["--min-margin", "1"], "--min-margin needs --weights (the margin is the weighted preference's)"),
+    (["--weights", "a=1", "--min-margin", "-1"], "--min-margin: expected a number >= 0 but got -1.0"),
+])
+def test_malformed_map_and_weights_are_usage_errors(args, message, tmp_path):
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", *args, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, f"dpo-launch: error: {message}\n")
+
+
+def test_a_mapped_column_the_first_record_lacks_is_an_error_with_a_suggestion(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"question": "q", "good": "a", "bad": "b"}\n')
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", "--map", "prompt=questoin,chosen=good,rejected=bad",
+                    cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, (
+        "in.jsonl:1: error[option-mismatch]: record 0: --map prompt=questoin: the record has no 'questoin' (its keys: "
+        "bad, good, question); did you mean 'question'?\n"))
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_weighted_dimension_the_first_record_lacks_is_an_error_with_a_suggestion(tmp_path):
+    work, _ = copy_case("multi-objective", tmp_path)
+    done = run_main("convert", "input.jsonl", "--out", "out.jsonl", "--weights", "helpfullness=1", cwd=work)
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (1, (
+        "input.jsonl:1: error[option-mismatch]: record 0: --weights helpfullness: the record's dimensions have no "
+        "'helpfullness' (they have helpfulness, honesty); did you mean 'helpfulness'?"))
+
+
+@pytest.mark.parametrize("helpfulness, honesty, min_margin, expected", [
+    ((5, 2), (5, 4), 0.0, None), ((3, 3), (1, 5), 0.0, "flipped"), ((4, 3), (3, 5), 0.0, "tied"),
+    ((4, 4), (5, 4.5), 0.5, "below margin"), ((4, 4), (5, 4.5), 0.25, None), ((0.1, 0), (0.2, 0.4), 0.0, "tied"),
+])
+def test_the_weighted_preference_keeps_only_pairs_it_prefers_by_the_margin(helpfulness, honesty, min_margin, expected):
+    from launcher.convert.options import ReadOptions, preference
+
+    record = {"dimensions": {"helpfulness": {"chosen": helpfulness[0], "rejected": helpfulness[1]},
+                             "honesty": {"chosen": honesty[0], "rejected": honesty[1]}}}
+    options = ReadOptions(weights={"helpfulness": 1.0, "honesty": 0.5}, min_margin=min_margin)
+    assert preference(record, options) == expected
+
+
+def test_pairs_that_all_drop_by_weight_say_so_and_write_nothing(tmp_path):
+    row = {"prompt": "q", "chosen": "a", "rejected": "b", "dimensions": {"h": {"chosen": 1, "rejected": 2}}}
+    (tmp_path / "in.jsonl").write_text(json.dumps(row) + "\n")
+    done = run_main("convert", "in.jsonl", "--out", "out.jsonl", "--weights", "h=1", cwd=tmp_path)
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (1, (
+        "in.jsonl: error[nothing-converted]: none of the 1 records converted (1 dropped by --weights: 1 flipped); "
+        "out.jsonl not written"))

@@ -17,16 +17,16 @@ from launcher.check.data.dataset_info import (
     check_schema,
     load_dataset_info,
 )
-from launcher.check.data.entry_rules import entry_rules
+from launcher.check.data.entry_rules import entry_rules, records_mode
 from launcher.check.data.files import (
     MediaFinder,
-    advice,
     count_records,
     is_kind,
     resolve_files,
     scan_file,
     summary_note,
 )
+from launcher.check.data.filewide import FileContext, file_wide
 from launcher.check.data.records import RecordChecker
 from launcher.check.data.verdicts import Attr
 from launcher.check.diagnostics import ERROR, NOTE, Diagnostic, suggestion_hint
@@ -127,25 +127,35 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
                                         hint=hint, key=False)]
     if mode is None or any(d.severity == ERROR and d.code in ("tags-incomplete", "column-unmapped") for d in found):
         return found  # the records cannot be read as LF would; the entry errors say why
-    checker = RecordChecker(Attr.from_entry(entry), mode, MediaFinder(media_dir, cwd))
+    checker = RecordChecker(Attr.from_entry(entry), records_mode(entry, mode), MediaFinder(media_dir, cwd))
+    file_found: list[Diagnostic] = []
     for data_file in files:
-        found += _scan(data_file, checker, summary)
+        entry_level, in_file = _scan(data_file, checker, summary, info, name, len(files) == 1)
+        found += entry_level
+        file_found += in_file
         record["files"].append(data_file.display)
     record["checked"] = True
     if not any(summary["files"][f.display]["records"] + summary["files"][f.display]["unparsable"] for f in files):
         found.append(info.diagnostic(ERROR, "dataset-empty", f"entry '{name}': {', '.join(record['files'])} holds "
                                      "no records; LLaMA-Factory cannot train on an empty dataset", name, "file_name",
                                      key=False))
-    return advice(checker, info, name) + found
+    return found + file_found
 
 
-def _scan(data_file, checker: RecordChecker, summary: dict) -> list[Diagnostic]:
-    found, stats = scan_file(data_file, checker)
+def _scan(data_file, checker: RecordChecker, summary: dict, info: DatasetInfo, name: str,
+          only_file: bool) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """(diagnostics located at the entry, the file's own): a problem most records share is reported once."""
+    found, stats, tally = scan_file(data_file, checker)
     summary["files"][data_file.display] = stats.as_dict()
     summary["records"] += stats.records
     summary["would_drop"] += stats.dropped
     summary["would_crash"] += stats.crash
-    return found + [summary_note(data_file.display, stats)]
+    where = FileContext(info, name, data_file.display, stats.records, only_file)
+    grouped, covered = file_wide(tally, checker, where)
+    kept = [d for position, d in enumerate(found) if position not in covered]
+    at_entry = [d for d in grouped if d.file == info.display]
+    in_file = [d for d in grouped if d.file != info.display]
+    return at_entry, in_file + kept + [summary_note(data_file.display, stats)]
 
 
 def _entry_rules(info: DatasetInfo, name: str, entry: dict, mode: str | None) -> list[Diagnostic]:

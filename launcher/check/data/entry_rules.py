@@ -10,7 +10,8 @@ from launcher.check.diagnostics import ERROR, WARNING, Diagnostic
 def entry_rules(info: DatasetInfo, name: str, entry: dict, mode: str | None) -> list[Diagnostic]:
     attr = Attr.from_entry(entry)
     found = _ranking(info, name, entry, mode) if mode else []
-    found += _columns(info, name, entry, attr, mode)
+    # Data shaped for the other stage: the stage is the mistake, so the columns are checked for the data's own.
+    found += _columns(info, name, entry, attr, records_mode(entry, mode) if mode else None)
     if attr.formatting in ("sharegpt", "openai"):
         found += _tags(info, name, entry, attr)
     if attr.formatting == "openai":
@@ -22,11 +23,32 @@ def entry_rules(info: DatasetInfo, name: str, entry: dict, mode: str | None) -> 
     return found
 
 
+def records_mode(entry: dict, mode: str) -> str:
+    """The mode to read the entry's records in: the stage's, unless the entry is plainly shaped for the other
+    stage (a kto_tag column and no ranking under dpo; chosen/rejected and ranking: true under kto)."""
+    attr = Attr.from_entry(entry)
+    ranking = entry.get("ranking", False)
+    if mode == "pairwise" and ranking is False and attr.columns["kto_tag"]:
+        return "kto"
+    if mode == "kto" and ranking is True and attr.columns["chosen"] and not attr.columns["kto_tag"]:
+        return "pairwise"
+    return mode
+
+
 def _ranking(info: DatasetInfo, name: str, entry: dict, mode: str) -> list[Diagnostic]:
     ranking = entry.get("ranking", False)
     # LF tests `ranking is False` for rm-style stages and `ranking is True` for the others (loader.py:178).
-    if mode == "pairwise" and ranking is False:
+    columns = Attr.from_entry(entry).columns
+    if mode == "pairwise" and ranking is False and columns["kto_tag"]:
+        message = ("the entry maps a kto_tag column: it is KTO data (one answer per record, judged desirable or "
+                   "not), but stage dpo needs pairs")
+        hint = "train it with stage: kto; or, for pairwise data, map chosen/rejected and add \"ranking\": true"
+    elif mode == "pairwise" and ranking is False:
         message, hint = "ranking is false (the default) but stage dpo needs pairwise data", 'add "ranking": true'
+    elif mode == "kto" and ranking is True and not columns["kto_tag"] and columns["chosen"]:
+        message = "ranking is true and the entry maps chosen/rejected: it is pairwise data, but stage kto needs " \
+            "unpaired data with a kto_tag column"
+        hint = "train it with stage: dpo; or convert it with `dpo-launch convert --to kto`"
     elif mode == "kto" and ranking is True:
         message, hint = "ranking is true but stage kto needs unpaired data with a kto_tag column", \
             'remove "ranking" or set it to false'

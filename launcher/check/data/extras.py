@@ -7,6 +7,7 @@ look is launcher.check.data.files.MediaFinder's, handed in as `ck.media_finder`.
 
 from __future__ import annotations
 
+from launcher.check.data.templated import templated_problem
 from launcher.check.data.verdicts import (
     CRASH,
     KEPT,
@@ -32,6 +33,9 @@ def explain_extras(ck, rec: dict, out: list) -> str:
     if system is not None and not isinstance(system, str):
         out.append(Problem(ERROR, "value-type", c["system"], f"'{c['system']}' must be a string but got {describe(system)}"))
         verdict = CRASH
+    templated = templated_problem(system, c["system"]) if c["system"] else None
+    if templated:
+        out.append(templated)
     for name, col in ck.media:
         verdict = worst(verdict, _media(ck, rec, name, col, out))
     return verdict

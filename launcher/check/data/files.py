@@ -16,7 +16,8 @@ from launcher.check.data.jsonstream import (
     iter_columnar,
     iter_json_file,
 )
-from launcher.check.data.records import RecordChecker, shape_advice
+from launcher.check.data.records import RecordChecker
+from launcher.check.data.shapes import ShapeTally
 from launcher.check.data.verdicts import CRASH, DROPPED
 from launcher.check.diagnostics import ERROR, NOTE, Diagnostic, suggestion_hint
 
@@ -143,14 +144,16 @@ def columnar_available() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-def scan_file(data_file: DataFile, checker: RecordChecker) -> tuple[list[Diagnostic], FileStats]:
-    """Check every record of one file; all problems plus a one-line note with the counts."""
+def scan_file(data_file: DataFile, checker: RecordChecker) -> tuple[list[Diagnostic], FileStats, ShapeTally]:
+    """Check every record of one file: every problem, the counts, and the tally of the problems' shapes."""
+    tally = ShapeTally()
     if data_file.type != "json" and not columnar_available():
         return [Diagnostic(NOTE, "data-not-checked", f"{data_file.type} records not checked: pyarrow is not "
-                           "installed", file=data_file.display)], FileStats()
+                           "installed", file=data_file.display)], FileStats(), tally
     stats, found = FileStats(), []
     display = data_file.display
     fast, explain = checker.fast, checker.explain
+    checker.start_file()
     index = -1
     try:
         for index, line, rec in iter_records(data_file):
@@ -163,14 +166,19 @@ def scan_file(data_file: DataFile, checker: RecordChecker) -> tuple[list[Diagnos
             problems, verdict = explain(rec)
             stats.dropped += verdict == DROPPED
             stats.crash += verdict == CRASH
+            tally.explained += 1
             for p in problems:
                 stats.problems[p.code] += 1
+                if p.shape:
+                    tally.note(p.shape, index, line, verdict, len(found))
                 found.append(Diagnostic(p.severity, p.code, f"record {index}: {p.message}", file=display, line=line,
                                         record=index, path=p.path, hint=p.hint))
+            if type(rec) is dict and any(p.shape and p.shape.startswith("column:") for p in problems):
+                tally.note_keys(rec)  # to suggest the name a column typo meant
     except (OSError, ValueError) as exc:  # unreadable file, or pyarrow's ArrowInvalid (a ValueError)
         found.append(Diagnostic(ERROR, "data-unreadable", f"cannot read records: {exc}", file=display))
     stats.records = index + 1 - stats.unparsable
-    return found, stats
+    return found, stats, tally
 
 
 def _syntax(problem: SyntaxProblem, display: str, index: int) -> Diagnostic:
@@ -189,14 +197,6 @@ def summary_note(display: str, stats: FileStats) -> Diagnostic:
     if stats.unparsable:
         parts.append(f"{stats.unparsable} could not be parsed")
     return Diagnostic(NOTE, "data-summary", ", ".join(parts), file=display)
-
-
-def advice(checker: RecordChecker, info, name: str) -> list[Diagnostic]:
-    problem = shape_advice(checker)
-    if problem is None:
-        return []
-    return [info.diagnostic(problem.severity, problem.code, f"entry '{name}': {problem.message}", name,
-                            hint=problem.hint)]
 
 
 def count_records(data_file: DataFile) -> int | None:

@@ -8,16 +8,11 @@ with what LLaMA-Factory does with the record: keeps it, drops it ("Skipping this
 
 from __future__ import annotations
 
-import json
-
 from launcher.check.data import explain
 from launcher.check.data.extras import explain_extras
+from launcher.check.data.templated import FIND_MARKER
 from launcher.check.data.verdicts import (
-    CONTENT_KEYS,
     CRASH,
-    ROLE_KEYS,
-    ROLE_SYNONYMS,
-    TAG_NAMES,
     Attr,
     Problem,
     describe,
@@ -42,15 +37,20 @@ class RecordChecker:
         self.known = {v for v in t.values() if v is not None} - {t["role_tag"], t["content_tag"]}
         self.media = [(name, c[name]) for name in ("images", "videos", "audios") if c[name]]
         self.has_extras = bool(c["tools"] or c["system"] or self.media)
-        self.roles_seen: dict[str, set] = {"even": set(), "odd": set(), "first": set(), "answer": set()}
+        self.roles_seen: dict[str, set] = {}
         self.message_keys: set = set()
-        self.string_answers = 0
+        self.start_file()
         self._explain_rows = explain.explain_sharegpt if self.sharegpt else explain.explain_alpaca
         self._explain_extras = explain_extras
         if self.sharegpt:
             self.fast = self._fast_sharegpt(mode == "kto")
         else:
             self.fast = self._fast_alpaca_kto if mode == "kto" else self._fast_alpaca_pairwise
+
+    def start_file(self) -> None:
+        """Forget the role names and message keys seen: the file-wide advice (filewide.py) is per file."""
+        self.roles_seen = {"even": set(), "odd": set(), "first": set(), "answer": set()}
+        self.message_keys = set()
 
     # ---------------------------------------------------------------- fast paths (clean records only)
     def _fast_sharegpt(self, kto: bool):
@@ -60,16 +60,18 @@ class RecordChecker:
         role_key, content_key, system_tag = t["role_tag"], t["content_tag"], t["system_tag"]
         even, odd, parity = self.even, self.odd, 0 if kto else 1
         extras = self._extras if self.has_extras else None
+        find = FIND_MARKER  # a chat template's markers: the regex runs only on a text holding '<' or '['
 
         def turns_ok(msgs: object) -> bool:
             if type(msgs) is not list or not msgs:
                 return False
             first = msgs[0]
             if system_tag and type(first) is dict and first.get(role_key) == system_tag:
-                if type(first.get(content_key)) is not str:
+                system = first.get(content_key)
+                if type(system) is not str or ("<" in system or "[" in system) and find(system):
                     return False
                 msgs = msgs[1:]
-            if len(msgs) % 2 != parity:
+            if len(msgs) % 2 != parity or not msgs:  # KTO: a lone system prompt has no turn to judge
                 return False
             expected = even
             for msg in msgs:
@@ -78,6 +80,8 @@ class RecordChecker:
                 content = msg.get(content_key)
                 if msg.get(role_key) not in expected or type(content) is not str or not content:
                     return False
+                if ("<" in content or "[" in content) and find(content):
+                    return False
                 expected = odd if expected is even else even
             return True
 
@@ -85,7 +89,9 @@ class RecordChecker:
             if type(answer) is not dict:
                 return False
             content = answer.get(content_key)
-            return answer.get(role_key) in odd and type(content) is str and content != ""
+            if answer.get(role_key) not in odd or type(content) is not str or not content:
+                return False
+            return not (("<" in content or "[" in content) and find(content))
 
         def pairwise(rec: dict) -> bool:
             chosen, rejected = rec.get(chosen_key), rec.get(rejected_key)
@@ -104,11 +110,15 @@ class RecordChecker:
         chosen, rejected = rec.get(self.c["chosen"]), rec.get(self.c["rejected"])
         if type(chosen) is not str or type(rejected) is not str or not chosen or not rejected or chosen == rejected:
             return False
+        if _templated(chosen) or _templated(rejected):
+            return False
         return self._fast_alpaca_prompt(rec) and (not self.has_extras or not self._extras(rec))
 
     def _fast_alpaca_kto(self, rec: dict) -> bool:
         response = rec.get(self.c["response"]) if self.c["response"] else None
         if type(rec.get(self.c["kto_tag"])) is not bool or type(response) is not str or not response:
+            return False
+        if _templated(response):
             return False
         return self._fast_alpaca_prompt(rec) and (not self.has_extras or not self._extras(rec))
 
@@ -120,9 +130,12 @@ class RecordChecker:
             return False
         if prompt is not None and type(prompt) is not str or query is not None and type(query) is not str:
             return False
+        if prompt and _templated(prompt) or query and _templated(query):
+            return False
         history = rec.get(c["history"]) if c["history"] else None
         return type(history) is not list or all(  # LF ignores a history that is not a list
-            type(pair) is list and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in history)
+            type(pair) is list and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str
+            and not _templated(pair[0]) and not _templated(pair[1]) for pair in history)
 
     # ---------------------------------------------------------------- explainers
     def explain(self, rec: object) -> tuple[list[Problem], str]:
@@ -141,46 +154,5 @@ class RecordChecker:
         return problems
 
 
-def shape_advice(ck: RecordChecker) -> Problem | None:
-    """One precise fix for the most common mistake: sharegpt data whose keys/roles are not the entry's tags
-    (e.g. {"from": "user"} with the default user_tag 'human'), or plain-string chosen/rejected."""
-    if not ck.sharegpt:
-        return None
-    fix = _tag_fixes(ck)
-    if not fix and not ck.string_answers:
-        return None
-    tags = _suggested_tags(ck, fix)
-    example = json.dumps({tags["role_tag"]: tags["assistant_tag"], tags["content_tag"]: "..."})
-    answers = (f"chosen/rejected must be message objects like {example} ({ck.string_answers} record(s) have "
-               "plain strings); `dpo-launch convert` rewrites records of this shape") if ck.string_answers else ""
-    if not fix:
-        return Problem(ERROR, "chosen-type", None, answers)
-    declared = ", ".join(f"{name} {ck.t[name]!r}" for name in fix)
-    message = f"the records do not use the entry's tags ({declared}); declare \"tags\": {json.dumps(tags)} in the entry"
-    return Problem(ERROR, "tags-mismatch", "tags", message + (f"; and {answers}" if answers else ""),
-                   "once tags is given, every tag left out is None, so list them all")
-
-
-def _tag_fixes(ck: RecordChecker) -> dict:
-    fix, keys, t = {}, ck.message_keys, ck.t
-    if keys and t["role_tag"] not in keys:
-        fix["role_tag"] = next((k for k in ROLE_KEYS if k in keys), None)
-    if keys and t["content_tag"] not in keys:
-        fix["content_tag"] = next((k for k in CONTENT_KEYS if k in keys), None)
-    positional = {"first": "user_tag", "even": "user_tag", "odd": "assistant_tag", "answer": "assistant_tag"}
-    seen = set().union(*ck.roles_seen.values())
-    for kind in ("first", "even", "odd", "answer"):
-        for role in sorted(ck.roles_seen[kind] - ck.known if "role_tag" not in fix else ck.roles_seen[kind]):
-            tag = next((name for name, words in ROLE_SYNONYMS.items() if role.lower() in words), positional[kind])
-            if t[tag] not in seen or "role_tag" in fix:  # data that mixes both names: the record errors say where
-                fix.setdefault(tag, role)
-    return {name: value for name, value in fix.items() if value is not None and value != t[name]}
-
-
-def _suggested_tags(ck: RecordChecker, fix: dict) -> dict:
-    tags = {name: value for name, value in ck.t.items() if value is not None}
-    tags.update(fix)
-    seen = set().union(*ck.roles_seen.values())
-    optional = ("observation_tag", "function_tag", "system_tag")
-    return {name: tags.get(name) for name in TAG_NAMES
-            if tags.get(name) is not None and (name not in optional or name in fix or tags[name] in seen)}
+def _templated(text: str) -> bool:
+    return ("<" in text or "[" in text) and FIND_MARKER(text) is not None

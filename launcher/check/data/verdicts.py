@@ -51,11 +51,16 @@ class Attr:
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem of one record. `shape` names a cause that may be file-wide (a missing column
+    `column:<name>`, a role name `role:<name>`, a message key `keys:role`/`keys:content`, `string-answer`,
+    `templated`): launcher.check.data.filewide reports such a cause once per file when most records share it."""
+
     severity: str
     code: str
     path: str | None
     message: str
     hint: str | None = None
+    shape: str | None = None
 
 
 CHOSEN_HINT_SHAREGPT = ("with formatting sharegpt, chosen and rejected must each be one message object, e.g. "
