@@ -15,10 +15,9 @@ from typing import Any
 
 import yaml
 
-from launcher.check.diagnostics import ERROR, WARNING, Diagnostic
+from launcher.check.diagnostics import ERROR, OVERRIDES_FILE, WARNING, Diagnostic
 from launcher.check.yaml_loader import MAX_EXPANDED_VALUES, OmegaConfLoader
 
-OVERRIDES_FILE = "<command line>"
 KeyPath = tuple  # e.g. ("dataset",) or ("lora_target", 0)
 
 

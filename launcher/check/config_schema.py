@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from launcher.check.config import OVERRIDES_FILE, LoadedConfig
-from launcher.check.diagnostics import ERROR, WARNING, Diagnostic, suggestion_hint
+from launcher.check.config import LoadedConfig
+from launcher.check.diagnostics import ERROR, OVERRIDES_FILE, WARNING, Diagnostic, suggestion_hint
 from launcher.check.other_names import LEGACY_KEYS, OTHER_NAMES
 from launcher.check.schema_words import expected_text, is_number, shown, value_hint
 from launcher.check.schemas import is_valid, lf_properties, not_settable, validator

@@ -16,6 +16,9 @@ ERROR = "error"
 WARNING = "warning"
 NOTE = "note"
 
+# Where a diagnostic about a `key=value` override on the command line is located.
+OVERRIDES_FILE = "<command line>"
+
 # Per file, how many diagnostics the text reporter lists before it summarises the rest.
 DEFAULT_CAP_PER_FILE = 20
 
@@ -121,20 +124,22 @@ def render_text(
 
 def summary_line(diagnostics: Sequence[Diagnostic], checked: str = "") -> str:
     """'✗ 3 errors, 0 warnings in config.yaml': the files named are those the errors are in (with their counts
-    when there are several), else the file `checked`."""
+    when there are several), else the file `checked`. Overrides are part of the config LLaMA-Factory reads, so
+    their errors count as the checked config's."""
     counts = summarize(diagnostics)
     mark = "✗" if counts["errors"] else "✓"
     parts = [f"{counts['errors']} error{'s' * (counts['errors'] != 1)}",
              f"{counts['warnings']} warning{'s' * (counts['warnings'] != 1)}"]
     if counts["notes"]:
         parts.append(f"{counts['notes']} note{'s' * (counts['notes'] != 1)}")
-    where = _files_with_errors(diagnostics) or checked
+    where = _files_with_errors(diagnostics, checked) or checked
     return f"{mark} {', '.join(parts)}" + (f" in {where}" if where else "")
 
 
-def _files_with_errors(diagnostics: Sequence[Diagnostic]) -> str:
+def _files_with_errors(diagnostics: Sequence[Diagnostic], checked: str = "") -> str:
     """'data/prefs.jsonl', or 'config.yaml (2), data/prefs.jsonl (1)' when the errors are in several files."""
-    by_file = Counter(d.file or "<input>" for d in diagnostics if d.severity == ERROR)
+    by_file = Counter((checked if d.file == OVERRIDES_FILE and checked else d.file) or "<input>"
+                      for d in diagnostics if d.severity == ERROR)
     if len(by_file) == 1:
         return next(iter(by_file))
     return ", ".join(f"{file} ({count})" for file, count in by_file.items())

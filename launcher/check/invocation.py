@@ -11,8 +11,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from launcher.check.config import OVERRIDES_FILE
-from launcher.check.diagnostics import WARNING, Diagnostic
+from launcher.check.diagnostics import OVERRIDES_FILE, WARNING, Diagnostic
 
 
 def config_file_flag_warning(config_path: str | Path, overrides: list[str]) -> Diagnostic:
