@@ -44,8 +44,8 @@ def fuzz_configs(count: int, seed: int, root: Path, failure_dir: Path) -> tuple[
     rng, failures, start = random.Random(seed), [], time.perf_counter()
     for index in range(count):
         suffix = ".json" if index % 5 == 0 else ".yaml"
-        run_one(lambda r, d: validate_config_bytes(r, d, suffix), root, config_text(rng), failures, failure_dir,
-                "config")
+        run_one(lambda r, d, suffix=suffix: validate_config_bytes(r, d, suffix), root, config_text(rng), failures,
+                failure_dir, "config")
     return failures, time.perf_counter() - start
 
 

@@ -43,7 +43,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 # Run as a script, `launcher` (next to bench/) must be on the path first; launcher.worker.selftest is light (no torch).
 sys.path.insert(0, str(REPO))
-from launcher.worker.selftest import tolerance
+from launcher.worker.selftest import tolerance  # noqa: E402  (after the path is set)
 
 VENV_BIN = Path(sys.executable).parent
 TOOLS = ("llamafactory-cli", "dpo-launch")
@@ -102,7 +102,8 @@ def build_model(gpu: bool, arch: str, layers: int) -> Path:
     else:
         path, argv = REPO / ".cache" / "tiny-llama", ["tiny_model.py"]  # the tests' cached build
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    command = [sys.executable, str(REPO / "scripts" / argv[0]), str(path), "--arch", arch if gpu else "llama", *argv[1:]]
+    command = [sys.executable, str(REPO / "scripts" / argv[0]), str(path), "--arch", arch if gpu else "llama",
+               *argv[1:]]
     subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
     return path
 

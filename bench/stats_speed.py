@@ -31,7 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = REPO / ".cache" / "tiny-llama"
-WORDS = ["the", "of", "and", "to", "in", "is", "you", "that", "it", "was", "for", "on", "are", "as", "with", "they", "at", "be", "this", "have", "from"]
+WORDS = ["the", "of", "and", "to", "in", "is", "you", "that", "it", "was", "for", "on", "are", "as", "with", "they",
+         "at", "be", "this", "have", "from"]
 
 
 def write_data(path: Path, count: int, seed: int = 0) -> None:
@@ -99,7 +100,8 @@ def run_ours(root: Path, config: Path, env: dict, workers: int) -> dict:
                           cwd=root, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"dpo-launch validate --stats failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        sys.exit(f"dpo-launch validate --stats failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
+                 f"{done.stderr[-3000:]}")
     stats = json.loads(done.stdout)["stats"]["datasets"]["bench"]
     return {"wall": wall, "measuring": stats["seconds"], "pairs": stats["pairs"], "mode": stats["tokenizer_mode"],
             "processes": stats["processes"], "truncated": stats["truncation"]["truncated"]}
@@ -116,7 +118,8 @@ def main() -> int:
         lf_baseline(args.lf_baseline)
         return 0
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_model.py"), str(TINY_MODEL)], cwd=REPO, env=env, check=True,
+    subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_model.py"), str(TINY_MODEL)], cwd=REPO, env=env,
+                   check=True,
                    capture_output=True)
     with tempfile.TemporaryDirectory(prefix="stats-speed-") as tmp:
         root = Path(tmp)
@@ -133,7 +136,8 @@ def main() -> int:
     print(f"dpo-launch validate --stats:      {ours['wall']:8.1f} s  (median of {len(runs)} runs: "
           + ", ".join(f"{r['wall']:.1f}" for r in runs) + ")")
     print(f"                                            (whole command; median measuring alone "
-          f"{ours['measuring']:.1f} s, {ours['pairs']} pairs, tokenizer mode {ours['mode']}, {ours['processes']} processes)")
+          f"{ours['measuring']:.1f} s, {ours['pairs']} pairs, tokenizer mode {ours['mode']}, "
+          f"{ours['processes']} processes)")
     print(f"ratio LF get_dataset / ours:      {lf['seconds'] / ours['wall']:8.1f}x  (whole process vs whole "
           f"command: {lf['wall'] / ours['wall']:.1f}x)")
     return 0

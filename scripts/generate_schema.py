@@ -204,7 +204,9 @@ def init_false_reason(field: dataclasses.Field) -> str:
     """'computed by LLaMA-Factory: torch data type ..., derived from `fp/bf16`' from the field's help."""
     help_text = " ".join(str(field.metadata.get("help", "")).split()).replace("Do not specify it.", "").strip()
     help_text = help_text.rstrip(".")
-    return f"computed by LLaMA-Factory: {help_text[:1].lower()}{help_text[1:]}" if help_text else "computed by LLaMA-Factory"
+    if not help_text:
+        return "computed by LLaMA-Factory"
+    return f"computed by LLaMA-Factory: {help_text[:1].lower()}{help_text[1:]}"
 
 
 def read_only_properties(cls: type) -> list[str]:
@@ -252,7 +254,8 @@ def dpo_schema(pref_loss_names: list[str]) -> dict:
             "pref_loss": {"enum": list(pref_loss_names)},
             "pref_beta": {**above_zero, "x-hint": "beta scales the implicit reward; 0.1 is the usual value"},
             "dpo_label_smoothing": {"minimum": 0, "maximum": 0.5,
-                                    "x-hint": "cDPO's label-flip probability; above 0.5 it prefers the rejected answer"},
+                                    "x-hint": "cDPO's label-flip probability; above 0.5 it prefers the rejected "
+                                              "answer"},
             "pref_ftx": at_least_zero,
             "pref_bco_weight": at_least_zero,
             "simpo_gamma": at_least_zero,

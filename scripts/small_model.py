@@ -84,7 +84,8 @@ def build_small_model(out_dir: str | Path, arch: str = "llama", layers: int = 16
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python scripts/small_model.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python scripts/small_model.py",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="where to write the model and tokenizer")
     parser.add_argument("--arch", choices=ARCHES, default="llama")
     parser.add_argument("--size", choices=tuple(SHAPES), default="250m", help="hidden width and heads (see SHAPES)")

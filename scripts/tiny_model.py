@@ -2,9 +2,10 @@
 
     python scripts/tiny_model.py OUT_DIR [--arch llama|qwen2] [--seed 0]
 
-The demo, the tests and the benchmarks train this model on CPU in seconds (docs/upstream-notes.md#tiny-model): hidden 64,
-intermediate 128, 2 layers, 4 heads, 256 positions, untied embeddings, about 148k parameters (vocabulary 512). The tokenizer is a
-byte-level BPE trained on lines in LLaMA-Factory's `default` template style, so `template: default` works.
+The demo, the tests and the benchmarks train this model on CPU in seconds (docs/upstream-notes.md#tiny-model):
+hidden 64, intermediate 128, 2 layers, 4 heads, 256 positions, untied embeddings, about 148k parameters
+(vocabulary 512). The tokenizer is a byte-level BPE trained on lines in LLaMA-Factory's `default` template style,
+so `template: default` works.
 Heavy packages (torch, transformers, tokenizers) are imported inside the functions that need them.
 """
 
@@ -118,7 +119,8 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python scripts/tiny_model.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python scripts/tiny_model.py",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="where to write the model and tokenizer")
     parser.add_argument("--arch", choices=("llama", "qwen2"), default="llama")
     parser.add_argument("--seed", type=int, default=0)

@@ -12,8 +12,8 @@ from hypothesis import settings
 # `make test-fast` runs with --hypothesis-profile=fast: the property tests try a tenth of their examples.
 settings.register_profile("fast", max_examples=10)
 
-from support.cli import HEAVY, run_cli
-from support.training import *  # noqa: F401,F403  (tiny model and workspace fixtures)
+from support.cli import HEAVY, run_cli  # noqa: E402  (after the profile is registered)
+from support.training import *  # noqa: E402,F401,F403  (tiny model and workspace fixtures)
 
 
 @pytest.fixture

@@ -107,7 +107,8 @@ def _parse_yaml(text: str, file: str) -> tuple[dict, dict, dict]:
         column = exc.position - text.rfind("\n", 0, exc.position)
         raise ConfigLoadError([Diagnostic(ERROR, "yaml-syntax", f"invalid YAML: character {exc.character:#06x} "
                                           "is not allowed in YAML", file=file, line=line, column=column,
-                                          hint="delete it; YAML allows tabs and newlines but no other control characters")]) from exc
+                                          hint="delete it; YAML allows tabs and newlines but no other control "
+                                               "characters")]) from exc
     try:
         node = loader.get_single_node()
         values = loader.construct_document(node) if node is not None else None
@@ -121,7 +122,8 @@ def _parse_yaml(text: str, file: str) -> tuple[dict, dict, dict]:
     except yaml.YAMLError as exc:
         raise ConfigLoadError([Diagnostic(ERROR, "yaml-syntax", f"invalid YAML: {exc}", file=file)]) from exc
     except RecursionError as exc:
-        raise ConfigLoadError([Diagnostic(ERROR, "yaml-syntax", "YAML nesting is too deep to be a config", file=file)]) from exc
+        raise ConfigLoadError([Diagnostic(ERROR, "yaml-syntax", "YAML nesting is too deep to be a config",
+                                          file=file)]) from exc
     finally:
         loader.dispose()
     _require_mapping(values, file)
@@ -155,10 +157,12 @@ def _limit_expansion(node: yaml.Node, file: str) -> None:
 def _require_mapping(values: Any, file: str) -> None:
     if values is None:
         raise ConfigLoadError([Diagnostic(ERROR, "config-empty", "the config is empty",
-                                          file=file, hint="a dpo config needs at least model_name_or_path, stage, dataset and output_dir")])
+                                          file=file, hint="a dpo config needs at least model_name_or_path, stage, "
+                                                          "dataset and output_dir")])
     if not isinstance(values, dict):
         raise ConfigLoadError([Diagnostic(ERROR, "config-not-mapping",
-                                          f"expected a mapping of keys to values at the top level but got a {type(values).__name__}",
+                                          "expected a mapping of keys to values at the top level but got a "
+                                          f"{type(values).__name__}",
                                           file=file, line=1, column=1)])
 
 
@@ -197,7 +201,8 @@ def _parse_json(text: str, file: str) -> tuple[dict, dict, dict]:
         raise ConfigLoadError([Diagnostic(ERROR, "duplicate-key", f"duplicate key '{exc.key}'", file=file,
                                           path=exc.key, hint="keep one of them")]) from exc
     except RecursionError as exc:
-        raise ConfigLoadError([Diagnostic(ERROR, "json-syntax", "JSON nesting is too deep to be a config", file=file)]) from exc
+        raise ConfigLoadError([Diagnostic(ERROR, "json-syntax", "JSON nesting is too deep to be a config",
+                                          file=file)]) from exc
     _require_mapping(values, file)
     # JSON is YAML, so the YAML composer gives us positions; values still come from json.
     key_positions: dict = {}

@@ -138,7 +138,8 @@ def error_diagnostic(loaded: LoadedConfig, path: tuple, error) -> Diagnostic:
     expected = expected_text(error.schema if code != "enum" else {"enum": error.validator_value}, where)
     if error.validator == "anyOf" and "x-expected" in error.schema:
         code = "range" if is_number(error.instance) else "type"
-    message = f"{where}: expected {expected} but got {shown(error.instance)}" if expected else f"{where}: {error.message}"
+    message = (f"{where}: expected {expected} but got {shown(error.instance)}" if expected
+               else f"{where}: {error.message}")
     return located(loaded, path, ERROR, code, message, value_hint(error, path))
 
 

@@ -166,7 +166,8 @@ _KEYWORDS = {
     "if": _if_then_else,
     "then": lambda *_: True,  # evaluated by "if"
     "else": lambda *_: True,
-    "type": lambda types, instance, _: any(JSON_TYPES[t](instance) for t in ([types] if isinstance(types, str) else types)),
+    "type": lambda types, instance, _: any(JSON_TYPES[t](instance)
+                                           for t in ([types] if isinstance(types, str) else types)),
     "enum": lambda values, instance, _: any(_json_equal(instance, value) for value in values),
     "const": lambda value, instance, _: _json_equal(instance, value),
     "properties": _properties,

@@ -161,7 +161,8 @@ def _alpaca_responses(record: dict) -> tuple[str, str]:
 def _history(record: dict) -> list[str]:
     history = record.get("history") or []
     if not isinstance(history, list):
-        raise Unconvertible("wrong-type", f"history is {type_name(history)}, expected a list of [user, assistant] pairs")
+        raise Unconvertible("wrong-type",
+                            f"history is {type_name(history)}, expected a list of [user, assistant] pairs")
     turns: list[str] = []
     for i, item in enumerate(history):
         if not (isinstance(item, list) and len(item) == 2):

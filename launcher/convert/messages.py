@@ -149,7 +149,8 @@ def shared_prompt(chosen: list[str], rejected: list[str], what: str) -> list[str
     if chosen[:-1] != rejected[:-1]:
         first = next((i for i, (a, b) in enumerate(zip(chosen[:-1], rejected[:-1], strict=False)) if a != b),
                      min(len(chosen), len(rejected)) - 1)
-        raise Unconvertible("prompt-mismatch", f"chosen and rejected do not share a prompt (they differ at {what} {first})")
+        raise Unconvertible("prompt-mismatch",
+                            f"chosen and rejected do not share a prompt (they differ at {what} {first})")
     return chosen[:-1]
 
 

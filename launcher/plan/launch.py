@@ -26,7 +26,8 @@ from launcher.plan.topology import Topology, TrainRefused
 WORKER_MODULE = "launcher.worker"
 TORCHRUN_MODULE = "launcher.run.torchrun_quiet"  # torch.distributed.run without its traceback on a signal
 GRACE_SECONDS = 60.0  # time for ranks to save a checkpoint and exit after Ctrl-C / SIGTERM
-# LLaMA-Factory switches that reroute training to other trainers (docs/upstream-notes.md#rerouting-switches); cleared so the worker
+# LLaMA-Factory switches that reroute training to other trainers (docs/upstream-notes.md#rerouting-switches);
+# cleared so the worker
 # always runs the v0 DPO/KTO path that dpo-launch validated.
 REROUTING_SWITCHES = ("USE_V1", "USE_MCA", "USE_MEGATRON_BRIDGE", "USE_RAY", "USE_KT")
 # torchrun prefixes each teed line with this; the supervisor splits the stream into logs/rank-<N>.log.
@@ -91,7 +92,8 @@ def launch_env_changes(base_env: Mapping[str, str], output_dir: Path, device: De
                        distributed: bool) -> dict[str, str]:
     """The variables dpo-launch sets on top of the caller's environment."""
     changes = {
-        # transformers 5.x ignores `logging_dir`; this decides where TensorBoard events go (docs/upstream-notes.md#tensorboard-directory).
+        # transformers 5.x ignores `logging_dir`; this decides where TensorBoard events go
+        # (docs/upstream-notes.md#tensorboard-directory).
         "TENSORBOARD_LOGGING_DIR": str(tensorboard_dir(output_dir)),
         "PYTHONPATH": _prepend_path(str(PACKAGE_ROOT), base_env.get("PYTHONPATH", "")),
         # Ranks write through pipes and log files; unbuffered output keeps the console and logs live.

@@ -5,7 +5,8 @@ weights load in half precision wherever the device supports it (extras/misc.py i
 parameters are upcast to fp32 unless pure_bf16 or ZeRO-3 (model/adapter.py:313-325); trl puts a reference
 under ZeRO 0/1/2 on stage 0, a full replica per GPU, and shards it under ZeRO-3 (trl models/utils.py
 prepare_deepspeed). The activation term is rough; the fp32 full-vocabulary logits dominate at long cutoff_len
-(docs/upstream-notes.md#reference-model). Not counted: the CUDA context, allocator fragmentation, ZeRO-3 prefetch buffers.
+(docs/upstream-notes.md#reference-model). Not counted: the CUDA context, allocator fragmentation, ZeRO-3 prefetch
+buffers.
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ def kto_lines(data: dict) -> list[str]:
 def balance_line(b: dict) -> str:
     text = f"balance: {b['desirable']} desirable, {b['undesirable']} undesirable"
     if b["ratio"] is None or b["verdict"] == "one-class":
-        return text + "; only one class: KTO needs both (LLaMA-Factory warns 'Your dataset only has one preference type')"
+        return text + ("; only one class: KTO needs both (LLaMA-Factory warns 'Your dataset only has one preference "
+                       "type')")
     text += (f"; kto_chosen_weight*n_D / (kto_rejected_weight*n_U) = {b['chosen_weight']:g}*{b['desirable']} / "
              f"({b['rejected_weight']:g}*{b['undesirable']}) = {b['ratio']:.2f}")
     if b["verdict"] == "ok":

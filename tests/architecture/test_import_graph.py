@@ -110,7 +110,8 @@ def test_every_import_points_to_the_same_stage_or_a_lower_one(name):
 def test_only_the_cli_imports_the_commands():
     importers = {name for name, targets in GRAPH.items() for t in targets
                  if t.startswith("launcher.commands") or t == "launcher.cli"}
-    assert importers <= {"launcher.cli", "launcher.__main__"} | {n for n in MODULES if n.startswith("launcher.commands")}
+    commands = {name for name in MODULES if name.startswith("launcher.commands")}
+    assert importers <= {"launcher.cli", "launcher.__main__"} | commands
 
 
 def test_our_own_imports_are_at_the_top_of_each_module():
@@ -157,5 +158,6 @@ def test_nothing_cites_a_file_outside_the_repository():
     pattern = re.compile(r"REFERENCE\.md|\.\./shared")
     offenders = [str(p.relative_to(REPO)) for folder in ("launcher", "scripts", "bench", "tests", "docs")
                  for p in (REPO / folder).rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".sh", ".jsonl")
-                 and p.name != "test_import_graph.py" and pattern.search(p.read_text(encoding="utf-8", errors="replace"))]
+                 and p.name != "test_import_graph.py"
+                 and pattern.search(p.read_text(encoding="utf-8", errors="replace"))]
     assert offenders == []

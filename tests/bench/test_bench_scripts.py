@@ -83,7 +83,8 @@ def test_stats_speed_measures_both_sides_on_the_same_pairs_and_reports_the_media
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "LLaMA-Factory get_dataset:" in out and "(300 pairs; whole process" in out
-    ours = re.search(r"dpo-launch validate --stats: +([\d.]+) s  \(median of 3 runs: ([\d.]+), ([\d.]+), ([\d.]+)\)", out)
+    ours = re.search(r"dpo-launch validate --stats: +([\d.]+) s  "
+                     r"\(median of 3 runs: ([\d.]+), ([\d.]+), ([\d.]+)\)", out)
     assert ours, out
     median, runs = float(ours[1]), [float(x) for x in ours.groups()[1:]]
     assert median == pytest.approx(statistics.median(runs), abs=0.051)  # printed to one decimal

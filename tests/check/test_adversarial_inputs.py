@@ -151,7 +151,8 @@ def test_ten_thousand_deep_yaml_is_a_located_error(tmp_path, name, text):
     root = make_workspace(tmp_path)
     (root / name).write_text(text, encoding="utf-8")
     rc, output, peak = run_capped(root, "validate", name)
-    assert_clean_failure(rc, output, peak, f"error[yaml-syntax]: invalid YAML: nesting deeper than {MAX_NESTING} levels")
+    assert_clean_failure(rc, output, peak,
+                         f"error[yaml-syntax]: invalid YAML: nesting deeper than {MAX_NESTING} levels")
 
 
 @pytest.mark.subprocess
@@ -231,7 +232,8 @@ def info_errors(root: Path, content: bytes | None) -> list:
 def test_deep_dataset_info_is_a_json_error(tmp_path):
     root = make_workspace(tmp_path)
     assert info_errors(root, b'{"x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}") == [
-        "data/dataset_info.json:1:1: error[json-syntax]: invalid JSON: nested too deeply (more than about 1,000 levels)"]
+        "data/dataset_info.json:1:1: error[json-syntax]: invalid JSON: nested too deeply "
+        "(more than about 1,000 levels)"]
 
 
 def test_empty_dataset_info_is_a_json_error(tmp_path):
@@ -355,7 +357,8 @@ def test_nan_and_infinity_in_data_are_read_as_pyarrow_reads_them(tmp_path):
     bad = line(GOOD).replace(b'"4"', b"NaN")
     assert data_diagnostics(make_workspace(tmp_path), extra + bad) == [
         "data/prefs.jsonl:2: error[value-type]: record 1: chosen.value must be a string but got a number (nan)",
-        "data/prefs.jsonl: note[data-summary]: 2 records checked, 0 would be dropped by LLaMA-Factory, 1 would crash it"]
+        "data/prefs.jsonl: note[data-summary]: 2 records checked, 0 would be dropped by LLaMA-Factory, "
+        "1 would crash it"]
 
 
 def test_a_duplicate_key_in_a_json_lines_record_is_an_error_as_pyarrow_refuses_the_file(tmp_path):

@@ -79,7 +79,8 @@ def test_quantization_bits_depend_on_the_method():
     assert schema_errors({**base, "quantization_bit": 4}) == []
     assert schema_errors({**base, "quantization_bit": 3}) == ["3 is not one of [4, 8, None]"]
     assert schema_errors({**base, "quantization_bit": 3, "quantization_method": "hqq"}) == []
-    assert schema_errors({**base, "quantization_bit": 4, "quantization_method": "eetq"}) == ["4 is not one of [8, None]"]
+    assert schema_errors({**base, "quantization_bit": 4, "quantization_method": "eetq"}) == [
+        "4 is not one of [8, None]"]
 
 
 def test_template_enum_lists_the_registered_templates():

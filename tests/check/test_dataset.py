@@ -98,8 +98,8 @@ def test_local_dataset_sizes_count_records_and_leave_hub_datasets_unknown(tmp_pa
     (tmp_path / "data").mkdir()
     (tmp_path / "data/a.jsonl").write_text('{"x": 1}\n\n{"x": 2}\n')
     (tmp_path / "data/b.json").write_text('[{"x": 1}, {"x": 2}, {"x": 3}]')
-    info = {"a": {"file_name": "a.jsonl"}, "b": {"file_name": "b.json"}, "c": {"file_name": "b.json", "num_samples": 10},
-            "hub": {"hf_hub_url": "org/x"}}
+    info = {"a": {"file_name": "a.jsonl"}, "b": {"file_name": "b.json"},
+            "c": {"file_name": "b.json", "num_samples": 10}, "hub": {"hf_hub_url": "org/x"}}
     (tmp_path / "data/dataset_info.json").write_text(json.dumps(info))
     (tmp_path / "config.yaml").write_text("stage: dpo\ndataset: a,b,c,hub\neval_dataset: nope\n")
     sizes = local_dataset_sizes(load_config(tmp_path / "config.yaml"), tmp_path)

@@ -28,8 +28,9 @@ def g(text):
     return {"from": "gpt", "value": text}
 
 
-def pair(conversations, chosen=g("A"), rejected=g("B"), tools=None):
-    return {"conversations": conversations, "chosen": chosen, "rejected": rejected, "tools": tools}
+def pair(conversations, chosen=None, rejected=None, tools=None):
+    return {"conversations": conversations, "chosen": g("A") if chosen is None else chosen,
+            "rejected": g("B") if rejected is None else rejected, "tools": tools}
 
 
 def kto(messages, label=True):

@@ -195,7 +195,8 @@ def test_dry_run_prints_the_command_and_environment_and_writes_nothing(planned_w
     lines = result.stdout.splitlines()
     assert "  TORCH_ELASTIC_SHUTDOWN_TIMEOUT=55" in lines
     assert lines[lines.index("command:") + 1] == "  " + shlex.join([
-        sys.executable, "-m", "launcher.run.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2", "--node_rank", "0",
+        sys.executable, "-m", "launcher.run.torchrun_quiet", "--nnodes", "1", "--nproc_per_node", "2",
+        "--node_rank", "0",
         "--master_addr", "127.0.0.1", "--master_port", "29999", "--log_dir", str(ws.out / "dpo-launch/logs/torchrun"),
         "--tee", "3", "-m", "launcher.worker", "--args-file", str(ws.out / "dpo-launch/resolved_config.json")])
     assert f"  TENSORBOARD_LOGGING_DIR={shlex.quote(str(ws.out / 'tensorboard'))}" in lines

@@ -29,7 +29,8 @@ def workspace(root: Path, model_dir: Path, **changes) -> Workspace:
 
 def loss_steps(output_dir: Path) -> list[int]:
     """The steps at which `train/loss` reached TensorBoard, over every event file of the run."""
-    return sorted(e.step for e in read_all(output_dir / "tensorboard") if isinstance(e, Scalar) and e.tag == "train/loss")
+    return sorted(e.step for e in read_all(output_dir / "tensorboard")
+                  if isinstance(e, Scalar) and e.tag == "train/loss")
 
 
 @pytest.fixture(scope="module")

@@ -152,8 +152,9 @@ def test_pair_token_lengths_and_truncation_match_llamafactorys_own_preprocessing
     assert all(expected.values()), f"the crafted data should exercise every kind of cut: {expected}"
     assert {k: stats["truncation"][k] for k in expected} == expected
     assert stats["truncation"]["truncated"] == sum(expected.values())
-    assert stats["length_bias"]["chosen_longer"] == round(sum(c > r for c, r in zip(chosen, rejected, strict=True)) / 10, 4)
-    assert stats["length_bias"]["mean_ratio"] == round(sum(c / r for c, r in zip(chosen, rejected, strict=True)) / 10, 4)
+    pairs = list(zip(chosen, rejected, strict=True))
+    assert stats["length_bias"]["chosen_longer"] == round(sum(c > r for c, r in pairs) / 10, 4)
+    assert stats["length_bias"]["mean_ratio"] == round(sum(c / r for c, r in pairs) / 10, 4)
 
 
 @pytest.mark.subprocess
@@ -314,7 +315,8 @@ def test_stats_are_skipped_when_validation_finds_errors(tmp_path, tiny_model_dir
 
 @pytest.mark.parametrize("args, message", [
     (["--stats-dir", "x"], "dpo-launch: error: --stats-dir is only used with --stats\n"),
-    (["--stats", "--no-data"], "dpo-launch: error: --stats measures the records: it cannot be combined with --no-data\n"),
+    (["--stats", "--no-data"],
+     "dpo-launch: error: --stats measures the records: it cannot be combined with --no-data\n"),
 ])
 @pytest.mark.subprocess
 def test_stats_flags_misused_are_usage_errors(tmp_path, tiny_model_dir, args, message):
@@ -367,7 +369,8 @@ def test_kto_text_section_reads_as_a_sentence():
                            "prompt_removed": 0},
             "balance": kto_balance(3, 6, 1.0, 1.0),
             "length_bias": {"mean_desirable": 6.0, "mean_undesirable": 6.5, "ratio": 0.9231},
-            "duplicates": {"records": 0, "examples": []}, "contradictions": {"prompts": 0, "records": 0, "examples": []},
+            "duplicates": {"records": 0, "examples": []},
+            "contradictions": {"prompts": 0, "records": 0, "examples": []},
             "with_media": 0, "num_samples_ignored": None, "histogram": "out/k.lengths.png"}
     stream = io.StringIO()
     render_stats_text({"model": "m", "template": "default", "cutoff_len": 64, "datasets": {"k": data}}, stream)

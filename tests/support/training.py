@@ -24,8 +24,8 @@ import yaml
 from launcher.observe.events import EventReader, Scalar
 
 # What conftest.py re-exports: the fixtures (and the names their users import with them).
-__all__ = ["Workspace", "TRAIN_DEFAULTS", "tiny_model_dir", "planned_workspace", "dpo_workspace", "dpo_workspace_factory",
-           "run_worker", "build_tiny_model_once", "training_env"]
+__all__ = ["Workspace", "TRAIN_DEFAULTS", "tiny_model_dir", "planned_workspace", "dpo_workspace",
+           "dpo_workspace_factory", "run_worker", "build_tiny_model_once", "training_env"]
 
 from support.cli import REPO
 from support.workspaces import MODEL
@@ -59,7 +59,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 def training_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"  # 2 threads are ~50x slower on a shared 2-core machine (docs/upstream-notes.md#cpu-threads)
+    # 2 threads are ~50x slower on a shared 2-core machine (docs/upstream-notes.md#cpu-threads)
+    env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
@@ -67,7 +68,8 @@ def training_env(**extra: str) -> dict[str, str]:
 
 def build_tiny_model_once(path: Path = TINY_MODEL_CACHE) -> Path:
     """Build the tiny model unless a complete build is there (the builder itself is idempotent)."""
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_model.py"), str(path)], cwd=REPO, env=training_env(),
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_model.py"), str(path)], cwd=REPO,
+                            env=training_env(),
                             capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RuntimeError(f"building the tiny model failed:\n{result.stdout}\n{result.stderr}")

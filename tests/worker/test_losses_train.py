@@ -1,6 +1,7 @@
 """Every pref_loss (and stage kto) trains the tiny model as itself through `dpo-launch train` (real LF, CPU).
 
-At step 0 the policy equals its reference, so the first logged loss has a closed form (docs/upstream-notes.md#first-step-loss): under
+At step 0 the policy equals its reference, so the first logged loss has a closed form
+(docs/upstream-notes.md#first-step-loss): under
 `llamafactory-cli train` with trl 0.24, hinge, ipo and kto_pair all log 0.6931 (sigmoid) instead.
 Each configuration trains once per module (about 15-25 s each, mostly imports); the tests read its files.
 """

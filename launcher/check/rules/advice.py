@@ -32,7 +32,8 @@ def _known_loss(ctx: RuleContext) -> str | None:
 
 
 def silently_sigmoid(ctx: RuleContext) -> Iterator[Diagnostic]:
-    """docs/upstream-notes.md#silent-sigmoid: LF calls trl's dpo_loss without loss_type, so trl >= 0.20 runs its default, sigmoid."""
+    """LF calls trl's dpo_loss without loss_type, so trl >= 0.20 runs its default, sigmoid
+    (docs/upstream-notes.md#silent-sigmoid)."""
     loss = _known_loss(ctx)
     if ctx.stage == "dpo" and loss and LOSSES[loss].silently_sigmoid_under_llamafactory_cli:
         yield ctx.warning(

@@ -90,7 +90,8 @@ class RuleContext:
         return self.stage == "dpo" and self.text("pref_loss") not in ("orpo", "simpo")
 
     def builds_reference(self) -> bool:
-        """A reference model is built: DPO losses that use one, and KTO whatever pref_loss says (docs/upstream-notes.md#reference-model)."""
+        """A reference model is built: DPO losses that use one, and KTO whatever pref_loss says
+        (docs/upstream-notes.md#reference-model)."""
         return self.uses_ref_model() or self.stage == "kto"
 
     # --- DeepSpeed ------------------------------------------------------------------------------------------

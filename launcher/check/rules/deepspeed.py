@@ -2,7 +2,8 @@
 
 transformers fills every "auto" from TrainingArguments and raises on a hard-coded value that disagrees
 (integrations/deepspeed.py `trainer_config_process`, LLaMA-Factory #3224). trl builds the reference model's
-engine from a deep copy of this config (docs/upstream-notes.md#deepspeed, docs/upstream-notes.md#reference-model), so its optimizer blocks reach the reference too.
+engine from a deep copy of this config (docs/upstream-notes.md#deepspeed, docs/upstream-notes.md#reference-model),
+so its optimizer blocks reach the reference too.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def _train_batch_size(ctx: RuleContext, ds: DeepSpeedFile) -> Iterator[Diagnosti
 
 
 def reference_replica(ctx: RuleContext) -> Iterator[Diagnostic]:
-    """trl's prepare_deepspeed keeps stage 3 but drops stages 0/1/2 to stage 0 for the reference (docs/upstream-notes.md#reference-model)."""
+    """trl's prepare_deepspeed keeps stage 3 but drops stages 0/1/2 to stage 0 for the reference
+    (docs/upstream-notes.md#reference-model)."""
     stage = ctx.zero_stage()
     separate = ctx.is_set("ref_model") or ctx.finetuning_type != "lora"
     if stage is None or stage == 3 or not ctx.builds_reference() or not separate:

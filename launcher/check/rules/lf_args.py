@@ -1,4 +1,5 @@
-"""The cross-field checks LLaMA-Factory 0.9.5 makes in its argument `__post_init__`s (docs/upstream-notes.md#argument-checks).
+"""The cross-field checks LLaMA-Factory 0.9.5 makes in its argument `__post_init__`s
+(docs/upstream-notes.md#argument-checks).
 
 LF raises on the first one (after ~8 s of imports); here each is a rule, so all are reported at once. Every
 diagnostic quotes LF's own message in its hint. Sources: hparams/finetuning_args.py:560-615,
@@ -21,7 +22,8 @@ def label_smoothing_needs_sigmoid(ctx: RuleContext) -> Iterator[Diagnostic]:
     if ctx.stage == "dpo" and loss != "sigmoid" and smoothing is not None and smoothing > EPSILON:
         yield ctx.error(
             "label-smoothing-needs-sigmoid",
-            f"dpo_label_smoothing: {shown(smoothing)} applies only to pref_loss: sigmoid, but pref_loss is {shown(loss)}",
+            f"dpo_label_smoothing: {shown(smoothing)} applies only to pref_loss: sigmoid, but pref_loss is "
+            f"{shown(loss)}",
             "dpo_label_smoothing",
             "remove dpo_label_smoothing or use pref_loss: sigmoid; "
             + lf_says("`dpo_label_smoothing` is only valid for sigmoid loss function."))

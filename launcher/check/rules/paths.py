@@ -69,7 +69,8 @@ def _check_path(ctx: RuleContext, key: str, value: str, marker: str) -> Iterator
                         "relative paths resolve from the directory you launch in, as in LLaMA-Factory; "
                         "fix the path or run from the right directory")
     elif kind != "dir":
-        yield ctx.error(f"{what}-path-not-directory", f"{key}: expected a {what} directory but {shown(value)} is a file",
+        yield ctx.error(f"{what}-path-not-directory",
+                        f"{key}: expected a {what} directory but {shown(value)} is a file",
                         key, f"point {key} at the directory that holds {marker}")
     elif path_kind(path / marker)[0] != "file":
         yield ctx.error(f"{what}-config-missing", f"{key}: {shown(value)} has no {marker}, so it is not a {what} "

@@ -66,19 +66,21 @@ def wobble(r):
 
 def main() -> None:
     src = "synthetic from healthy_dpo: "
-    save("saturated_early", src + "from step 10 accuracies 1.0, loss 0.01, margins 5, logps/chosen -20", edited("healthy_dpo", saturate_from(10)))
-    save("saturated_late", src + "from step 52 (after early_steps 50) accuracies 1.0, loss 0.01, margins 5, logps/chosen -20",
-         edited("healthy_dpo", saturate_from(52)))
+    save("saturated_early", src + "from step 10 accuracies 1.0, loss 0.01, margins 5, logps/chosen -20",
+         edited("healthy_dpo", saturate_from(10)))
+    save("saturated_late", src + "from step 52 (after early_steps 50) accuracies 1.0, loss 0.01, margins 5, "
+         "logps/chosen -20", edited("healthy_dpo", saturate_from(52)))
     save("displacement", src + "logps/chosen = -43.6 - 0.1*step, margins = 0.2 + 0.02*step",
          edited("healthy_dpo", displace(0.02)))
     save("both_falling", src + "logps/chosen = -43.6 - 0.1*step, margins = 0.2 - 0.02*step (no displacement: "
          "margins shrink too)", edited("healthy_dpo", displace(-0.02)))
     save("grad_spike", src + "grad_norm at step 40 multiplied by 30", edited("healthy_dpo", spike(30)))
-    save("grad_bump", src + "grad_norm at step 40 multiplied by 5 (below spike_factor 10)", edited("healthy_dpo", spike(5)))
-    save("eval_falling", src + "train accuracy + 0.006*step; eval accuracy every 10 steps 0.6, 0.7, 0.75, 0.7, 0.62, 0.55",
-         edited("healthy_dpo", with_evals([0.6, 0.7, 0.75, 0.7, 0.62, 0.55])))
-    save("eval_rising", src + "train accuracy + 0.006*step; eval accuracy every 10 steps 0.55, 0.6, 0.65, 0.7, 0.72, 0.75",
-         edited("healthy_dpo", with_evals([0.55, 0.6, 0.65, 0.7, 0.72, 0.75])))
+    save("grad_bump", src + "grad_norm at step 40 multiplied by 5 (below spike_factor 10)",
+         edited("healthy_dpo", spike(5)))
+    save("eval_falling", src + "train accuracy + 0.006*step; eval accuracy every 10 steps 0.6, 0.7, 0.75, 0.7, "
+         "0.62, 0.55", edited("healthy_dpo", with_evals([0.6, 0.7, 0.75, 0.7, 0.62, 0.55])))
+    save("eval_rising", src + "train accuracy + 0.006*step; eval accuracy every 10 steps 0.55, 0.6, 0.65, 0.7, "
+         "0.72, 0.75", edited("healthy_dpo", with_evals([0.55, 0.6, 0.65, 0.7, 0.72, 0.75])))
     save("lr_zero_99_steps", "synthetic from lr_zero_dpo: only steps 1-99 (margins-near-zero waits for step 100)",
          [r for r in load("lr_zero_dpo") if r["step"] <= 99])
     save("ln2_wobble", "synthetic from lr_zero_dpo: loss = ln 2 + 0.01*sin(step) (moves more than ln2_tol)",
