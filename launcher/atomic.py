@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextmanager
@@ -27,8 +27,9 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         path = Path(os.path.realpath(path))
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        text_args = {} if "b" in mode else {"encoding": encoding, "newline": ""}  # newline="": write bytes as given
-        with os.fdopen(fd, mode, **text_args) as handle:
+        # newline="": write the text's own line endings as given
+        handle_args: dict[str, Any] = {} if "b" in mode else {"encoding": encoding, "newline": ""}
+        with os.fdopen(fd, mode, **handle_args) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -126,7 +126,8 @@ def _parse_yaml(text: str, file: str) -> tuple[dict, dict, dict]:
                                           file=file)]) from exc
     finally:
         loader.dispose()
-    _require_mapping(values, file)
+    values = _require_mapping(values, file)
+    assert node is not None  # a document without a node is empty, which _require_mapping refused
     _limit_expansion(node, file)
     key_positions: dict = {}
     value_positions: dict = {}
@@ -154,7 +155,8 @@ def _limit_expansion(node: yaml.Node, file: str) -> None:
             hint="write the values out instead of nesting aliases")])
 
 
-def _require_mapping(values: Any, file: str) -> None:
+def _require_mapping(values: Any, file: str) -> dict:
+    """`values` if it is a mapping; ConfigLoadError otherwise."""
     if values is None:
         raise ConfigLoadError([Diagnostic(ERROR, "config-empty", "the config is empty",
                                           file=file, hint="a dpo config needs at least model_name_or_path, stage, "
@@ -164,6 +166,7 @@ def _require_mapping(values: Any, file: str) -> None:
                                           "expected a mapping of keys to values at the top level but got a "
                                           f"{type(values).__name__}",
                                           file=file, line=1, column=1)])
+    return values
 
 
 def index_positions(node: yaml.Node, prefix: tuple, file: str, keys: dict, values: dict) -> None:
@@ -209,7 +212,8 @@ def _parse_json(text: str, file: str) -> tuple[dict, dict, dict]:
     value_positions: dict = {}
     try:
         node = yaml.compose(text, Loader=OmegaConfLoader)
-        index_positions(node, (), file, key_positions, value_positions)
+        if node is not None:
+            index_positions(node, (), file, key_positions, value_positions)
     except (yaml.YAMLError, RecursionError):
         pass
     return values, key_positions, value_positions

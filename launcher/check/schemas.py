@@ -52,15 +52,15 @@ def registry():
     from referencing.jsonschema import DRAFT202012
 
     def refuse(uri: str):  # never retrieve over the network
-        raise NoSuchResource(ref=uri)
+        raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class: mypy sees no __init__ fields
 
-    resources = []
+    resources: list[tuple[str, Any]] = []
     for path in sorted(schema_dir().glob("*.json")):
         resource = Resource.from_contents(load_schema(path.name), default_specification=DRAFT202012)
         resources.append((path.name, resource))
-        if resource.id():
-            resources.append((resource.id(), resource))
-    return Registry(retrieve=refuse).with_resources(resources)
+        if resource_id := resource.id():
+            resources.append((resource_id, resource))
+    return Registry(retrieve=refuse).with_resources(resources)  # type: ignore[call-arg]  # attrs, as above
 
 
 @cache

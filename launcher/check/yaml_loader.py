@@ -7,7 +7,7 @@ duplicate keys; LLaMA-Factory reads configs and `key=value` overrides through it
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -36,10 +36,10 @@ class OmegaConfLoader(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self._open_anchors:  # `a: &x [*x]`: OmegaConf recurses until RecursionError
                 raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} is used inside its own "
-                                                  f"anchor &{event.anchor}", event.start_mark)
+                                                  f"anchor &{event.anchor}", _mark(event))
             return super().compose_node(parent, index)
         if self._depth >= MAX_NESTING:
-            raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_NESTING} levels", event.start_mark)
+            raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_NESTING} levels", _mark(event))
         anchor = event.anchor
         self._depth += 1
         self._open_anchors.add(anchor)
@@ -81,3 +81,8 @@ OmegaConfLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in OmegaConfLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _mark(event: yaml.Event) -> yaml.error.Mark | None:
+    """The event's start mark; PyYAML's stubs type the C loader's marks apart from the pure-Python ones we get."""
+    return cast("yaml.error.Mark | None", event.start_mark)

@@ -70,7 +70,7 @@ def _explicit_reference(config: Mapping[str, Any]) -> ReferenceResolution:
     if adapters:
         parts.append(f"with adapter(s) {', '.join(adapters)}")
     parts.append(f"quantized to {bits} bits" if bits else "unquantized")
-    warnings = ()
+    warnings: tuple[Finding, ...] = ()
     if bits is None and config.get("quantization_bit"):
         # create_ref_model copies ModelArguments but overrides quantization_bit with ref_model_quantization_bit.
         warnings = (Finding("note", "reference-unquantized",
@@ -167,7 +167,7 @@ def _loss_findings(config: Mapping[str, Any], loss: Loss) -> tuple[Finding, ...]
 
 def as_dict(value: Any) -> Any:
     """A resolution as plain JSON data (dataclasses, tuples -> dicts, lists)."""
-    if is_dataclass(value):
+    if is_dataclass(value) and not isinstance(value, type):
         return as_dict(asdict(value))
     if isinstance(value, Mapping):
         return {str(k): as_dict(v) for k, v in value.items()}

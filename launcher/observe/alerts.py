@@ -16,6 +16,7 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 from launcher.check.diagnostics import expected_one_of, suggestion_hint
 
@@ -102,7 +103,8 @@ def loss_not_finite(h: History, th: Thresholds) -> Alert | None:
     # train/loss can look fine: grad_norm and the reward metrics show the NaN.
     watched = [t for t in (LOSS, GRAD_NORM) if t in h.series] + sorted(
         t for t in h.series if t.startswith(("train/rewards/", "train/logps/")))
-    bad = {t: h.latest(t)[1] for t in watched if h.latest(t)[0] == h.step and not math.isfinite(h.latest(t)[1])}
+    latest = {t: point for t in watched if (point := h.latest(t)) is not None}
+    bad = {t: value for t, (step, value) in latest.items() if step == h.step and not math.isfinite(value)}
     if not bad:
         return None
     return Alert("loss-not-finite", ERROR, h.step, f"non-finite values: {_fmt(bad)}",
@@ -251,7 +253,7 @@ def evaluate_stream(points: Iterable[tuple[int, Mapping[str, float]]],
 def parse_thresholds(items: Iterable[str], base: Thresholds | None = None) -> Thresholds:
     """`["window=30", "spike_factor=5"]` -> Thresholds; ValueError with a 'did you mean' on bad input."""
     types = {f.name: f.type for f in fields(Thresholds)}
-    changes: dict[str, float | int] = {}
+    changes: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip().replace("-", "_")
@@ -276,7 +278,7 @@ def parse_stop_on(text: str | None) -> tuple[str, ...]:
     for name in names:
         if name not in RULES:
             hint = suggestion_hint(name, RULES)
-            raise ValueError(f"--stop-on: expected one of {expected_one_of(RULES)} (or 'none') but got "
+            raise ValueError(f"--stop-on: expected one of {expected_one_of(list(RULES))} (or 'none') but got "
                              f"'{name}'" + (f" ({hint})" if hint else ""))
     return names
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DT_FLOAT, DT_DOUBLE, DT_STRING = 1, 2, 7
 _HEADER = 12  # uint64 length + uint32 crc
@@ -162,6 +163,7 @@ def fields(data: bytes):
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(data, pos)
         elif wire == 1:
@@ -177,7 +179,11 @@ def fields(data: bytes):
 
 
 def _tensor_value(data: bytes) -> float | str | None:
-    dtype, content, floats, doubles, strings = 0, b"", [], [], []
+    dtype: Any = 0
+    content: Any = b""
+    floats: list[float] = []
+    doubles: list[float] = []
+    strings: list[bytes] = []
     for number, wire, value in fields(data):
         if number == 1:
             dtype = value

@@ -170,9 +170,14 @@ def _summary_lines(state: RunState) -> list[str]:
     return lines + [_loss_line(state), _reference_line(state)]
 
 
+def _section(document: dict, key: str) -> dict:
+    """A mapping of plan.json or runtime.json, {} when it is absent or not a mapping (a damaged file)."""
+    value = document.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _loss_line(state: RunState) -> str:
-    planned = state.plan.get("loss") if isinstance(state.plan.get("loss"), dict) else {}
-    ran = state.runtime.get("loss") if isinstance(state.runtime.get("loss"), dict) else {}
+    planned, ran = _section(state.plan, "loss"), _section(state.runtime, "loss")
     name = planned.get("name") or ran.get("name") or state.resolved_config.get("pref_loss") or "unknown"
     line = f"Loss: `{name}`"
     if planned.get("formula"):
@@ -187,8 +192,7 @@ def _loss_line(state: RunState) -> str:
 
 
 def _reference_line(state: RunState) -> str:
-    planned = state.plan.get("reference") if isinstance(state.plan.get("reference"), dict) else {}
-    built = state.runtime.get("reference") if isinstance(state.runtime.get("reference"), dict) else {}
+    planned, built = _section(state.plan, "reference"), _section(state.runtime, "reference")
     if not planned and not built:
         return "Reference model: unknown (no plan.json or runtime.json in the run directory)"
     line = f"Reference model: `{planned.get('kind') or built.get('kind')}`"

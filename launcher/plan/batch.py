@@ -32,8 +32,9 @@ def resolve_batch(config: Mapping[str, Any], world_size: int,
     `dataset_sizes` maps each name in `dataset` to its record count (None when not local)."""
     bs = int(setting(config, "per_device_train_batch_size"))
     accumulation = int(setting(config, "gradient_accumulation_steps"))
-    base = {"world_size": world_size, "per_device_batch": bs, "gradient_accumulation_steps": accumulation,
-            "effective_batch": bs * accumulation * world_size, "sequences_per_forward": 2 * bs}
+    base: dict[str, Any] = {"world_size": world_size, "per_device_batch": bs,
+                            "gradient_accumulation_steps": accumulation,
+                            "effective_batch": bs * accumulation * world_size, "sequences_per_forward": 2 * bs}
     max_steps = int(setting(config, "max_steps"))
     counts, why_unknown = training_examples(config, dataset_sizes or {})
     if counts is None:
@@ -64,7 +65,8 @@ def training_examples(config: Mapping[str, Any], sizes: Mapping[str, int | None]
     if not names or missing:
         return None, f"steps: unknown (not a local dataset: {', '.join(missing) or 'none given'})"
     limit = setting(config, "max_samples")
-    total = sum(min(int(sizes[name]), int(limit)) if limit is not None else int(sizes[name]) for name in names)
+    counts = [int(sizes[name] or 0) for name in names]  # every name has a size here (missing ones returned above)
+    total = sum(min(count, int(limit)) if limit is not None else count for count in counts)
     val_size = float(setting(config, "val_size"))
     held_out = 0
     if val_size > 1e-6:

@@ -74,8 +74,8 @@ def _estimate(config: Mapping[str, Any], policy: ModelSize, reference: Reference
     terms = [*_model_state_terms(config, policy, trainable, world, zero),
              _reference_term(config, reference, ref_size if ref_size.parameters else policy, world, zero, notes),
              *_activation_terms(config, policy.shape, reference)]
-    known = [term.gib for term in terms]
-    total = None if any(value is None for value in known) else sum(known)
+    known = [term.gib for term in terms if term.gib is not None]
+    total = sum(known) if len(known) == len(terms) else None
     return MemoryEstimate(tuple(terms), total, zero.label, policy.parameters, trainable, policy.source, tuple(notes))
 
 

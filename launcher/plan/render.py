@@ -93,8 +93,9 @@ def _memory(memory: dict[str, Any], world_size: int, console, say) -> None:
         f"{_count(memory['parameters'])} parameters, {_count(memory['trainable_parameters'])} trainable; "
         f"model size from {memory['model_source']}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column, justify in (("term", "left"), ("GiB", "right"), ("formula", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    table.add_column("term", justify="left", overflow="fold")
+    table.add_column("GiB", justify="right", overflow="fold")
+    table.add_column("formula", justify="left", overflow="fold")
     for term in memory["terms"]:
         table.add_row(term["name"], _gib(term["gib"]), term["formula"])
     table.add_row("total", _gib(memory["total_gib"]), "an estimate; CUDA context and fragmentation not counted")

@@ -118,7 +118,7 @@ def _first_int(value: str | None) -> int | None:
 
 def topology_from_flags(env: Mapping[str, str], **flags: Any) -> Topology:
     """The Topology the flags ask for; SLURM's when no flag is given inside an allocation. UsageError if unusable."""
-    given = {name: flags.get(name) for name in LAUNCH_FLAGS if flags.get(name) is not None}
+    given: dict[str, Any] = {name: flags.get(name) for name in LAUNCH_FLAGS if flags.get(name) is not None}
     slurm = None if given else Topology.from_slurm(env)
     topology = slurm or Topology(**given)
     problems = topology.problems()

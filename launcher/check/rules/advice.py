@@ -77,7 +77,8 @@ def simpo_beta(ctx: RuleContext) -> Iterator[Diagnostic]:
         return
     for key in _NUMERIC_LOSS_KEYS:
         ctx.number(key)
-    if ctx.number("pref_beta") <= 0:
+    beta = ctx.number("pref_beta")
+    if beta is None or beta <= 0:
         return
     findings = [f for f in resolve_loss_plan(_set_values(ctx)).findings if f.code == "simpo-beta-small"]
     yield from _from_findings(ctx, findings)
@@ -117,8 +118,8 @@ def learning_rate_advice(ctx: RuleContext) -> Iterator[Diagnostic]:
         f"learning_rate is not set, so transformers' default {shown(lr)} applies; it"
     yield ctx.warning(
         "learning-rate-high",
-        f"{written} is above {shown(limit)}, high for {ctx.stage.upper()} with {method} fine-tuning: the policy drifts "
-        "from the reference and both rewards fall",
+        f"{written} is above {shown(limit)}, high for {str(ctx.stage).upper()} with {method} fine-tuning: the "
+        "policy drifts from the reference and both rewards fall",
         "learning_rate",
         "the DPO paper and LLaMA-Factory's examples use 5e-7 to 5e-6; LoRA tolerates about 10x more")
 

@@ -27,7 +27,7 @@ NOT_FOUND = ("Expected a string path to an existing deepspeed config, or a dicti
 class DeepSpeedFile:
     """The DeepSpeed JSON with the line/column of each key, so diagnostics point into it."""
 
-    def __init__(self, display: str, data: dict, positions: dict[tuple, tuple[int, int]]):
+    def __init__(self, display: str, data: dict, positions: dict[tuple, tuple[int | None, int | None]]):
         self.display, self.data, self.positions = display, data, positions
 
     def at(self, severity: str, code: str, message: str, key_path: tuple = (), hint: str | None = None) -> Diagnostic:
@@ -68,7 +68,7 @@ def _parse_problems(ctx: RuleContext, value: str, path: Path) -> Iterator[Diagno
         yield ctx.error("deepspeed-config-invalid", f"deepspeed: cannot read {shown(value)}: {exc.strerror or exc}",
                         "deepspeed")
         return
-    except ValueError as exc:  # json.JSONDecodeError
+    except json.JSONDecodeError as exc:
         yield Diagnostic(ERROR, "deepspeed-config-invalid", f"DeepSpeed config is not valid JSON: {exc.msg}",
                          file=value, line=exc.lineno, column=exc.colno,
                          hint="DeepSpeed configs are strict JSON: no comments, no trailing commas")
@@ -92,9 +92,11 @@ def load_deepspeed_file(ctx: RuleContext) -> DeepSpeedFile | None:
     return DeepSpeedFile(value, data, _positions(ctx.deepspeed_path()))
 
 
-def _positions(path: Path | None) -> dict[tuple, tuple[int, int]]:
-    """Key positions from the YAML composer (JSON is YAML); empty when it disagrees (e.g. tabs)."""
-    positions: dict[tuple, tuple[int, int]] = {}
+def _positions(path: Path | None) -> dict[tuple, tuple[int | None, int | None]]:
+    """Key positions from the YAML composer (JSON is YAML); empty when it disagrees (e.g. tabs) or there is no file."""
+    positions: dict[tuple, tuple[int | None, int | None]] = {}
+    if path is None:
+        return positions
     try:
         node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, ValueError, yaml.YAMLError, RecursionError):
@@ -103,7 +105,7 @@ def _positions(path: Path | None) -> dict[tuple, tuple[int, int]]:
     return positions
 
 
-def _walk(node: Any, prefix: tuple, positions: dict) -> None:
+def _walk(node: Any, prefix: tuple, positions: dict[tuple, tuple[int | None, int | None]]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key_path = prefix + (key_node.value,)
@@ -137,7 +139,7 @@ def _hf_values(ctx: RuleContext) -> list[tuple[str, str, Any]]:
     if not ctx.flag("auto_find_batch_size"):
         micro = "per_device_train_batch_size"
         pairs.insert(0, ("train_micro_batch_size_per_gpu", micro, micro))
-    values = [(ds_key, label, ctx.number(key)) for ds_key, label, key in pairs]
+    values: list[tuple[str, str, Any]] = [(ds_key, label, ctx.number(key)) for ds_key, label, key in pairs]
     betas = [ctx.number("adam_beta1"), ctx.number("adam_beta2")]
     values.append(("optimizer.params.betas", "adam_beta1+adam_beta2", betas))
     values.append(("fp16.enabled", "fp16|fp16_full_eval", ctx.flag("fp16") or ctx.flag("fp16_full_eval")))
