@@ -1,4 +1,5 @@
-"""Model, reference and adapter paths, and the security warnings of issue 6.
+"""Model, reference and adapter paths, an output_dir that would write into one of them, and the security
+warnings of issue 6.
 
 A value that looks like a hub id (`org/name`) and is not a local path gets a note: validate works offline.
 A value that looks local must exist with the file LLaMA-Factory loads first (config.json for a model,
@@ -127,4 +128,25 @@ def _tree_values(ctx: RuleContext, key: str) -> list[str]:
     return [value] if value and value != "ONLINE" else []
 
 
-RULES = (model_and_adapter_paths, trust_remote_code, paths_outside_working_tree)
+def output_dir_holds_an_input(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """output_dir equal to or containing a model or adapter the run reads: the trainer writes checkpoints and
+    weights there, dpo-launch would take the base weights for a previous run, and --overwrite would delete them."""
+    output = ctx.text("output_dir")
+    if not output or output.startswith("~"):
+        return
+    out = _real(ctx.cwd / output)
+    for key in MODEL_KEYS + ADAPTER_KEYS:
+        for value in _path_values(ctx, key):
+            if value.startswith("~") or not looks_local(value, ctx.cwd):
+                continue
+            read = _real(ctx.cwd / value)
+            if out is None or read is None or (read != out and out not in read.parents):
+                continue
+            where = "is" if read == out else "contains"
+            yield ctx.error("output-dir-holds-input",
+                            f"output_dir: {shown(output)} {where} {key} {shown(value)} ({read}): training writes "
+                            "checkpoints and weights into output_dir, and --overwrite removes what it finds there",
+                            "output_dir", "choose an output_dir outside every model and adapter the run reads")
+
+
+RULES = (model_and_adapter_paths, output_dir_holds_an_input, trust_remote_code, paths_outside_working_tree)
