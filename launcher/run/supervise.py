@@ -116,6 +116,7 @@ def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cw
 
 
 def _wait(outcome: _Outcome, stall: StallWatch | None, tee: Tee, logs_dir: Path) -> int:
+    assert outcome.proc is not None, "the job was started"
     while True:
         try:
             return outcome.proc.wait(timeout=0.5)

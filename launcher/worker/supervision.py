@@ -71,6 +71,7 @@ class Lifeline:
 
     @property
     def rank_log(self) -> Path:
+        assert self.output_dir is not None, "start() set it"
         return logs_dir(self.output_dir) / f"rank-{rank()}.log"
 
     def _arm_stack_dump(self) -> None:
