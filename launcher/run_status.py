@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.atomic import write_text_atomic
+from launcher.errors import EXIT_ALERT_STOP, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK, EXIT_STALLED, EXIT_TERMINATED
 from launcher.layout import run_dir
 
 STATUS_FILE = "status.json"
@@ -36,6 +37,19 @@ class RunStatus:
     ended_at: float | None = None
     detail: str | None = None  # one line for people: why it ended (the alert, the stalled rank, the signal)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def state_for_exit_code(code: int) -> str:
+    """The state a job's exit code means (what the launcher records when the job ends)."""
+    if code == EXIT_OK:
+        return FINISHED
+    if code == EXIT_ALERT_STOP:
+        return STOPPED_BY_ALERT
+    if code == EXIT_STALLED:
+        return STALLED
+    if code in (EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED):
+        return INTERRUPTED
+    return FAILED
 
 
 def status_path(output_dir: Path | str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from launcher.commands.arguments import (
 )
 from launcher.errors import EXIT_USER_ERROR, UsageError
 from launcher.observe.alerts import settings_env
+from launcher.run.stall import DEFAULT_STALL_SECONDS
 from launcher.run.train import start_run
+
+DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
 def add_parser(subparsers) -> None:
@@ -41,6 +45,11 @@ def add_parser(subparsers) -> None:
     existing.add_argument("--overwrite", action="store_true",
                           help="start over in an output_dir that holds a previous run (removes its checkpoint-* "
                                "and tensorboard/)")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="with --resume: continue although the config or the data changed since the last launch")
+    parser.add_argument("--stall-timeout", metavar="DURATION", default=None,
+                        help="stop the job when a rank makes no training progress for this long: seconds, or with a "
+                             "unit (90s, 30m, 1h30m); 'off' never (default: 30m)")
     parser.add_argument("--no-monitor", dest="monitor", action="store_false",
                         help="plain log lines instead of the live metrics view")
     parser.add_argument("--stop-on", dest="stop_on", metavar="NAMES",
@@ -51,11 +60,32 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+def parse_duration(text: str | None) -> float | None:
+    """Seconds for `--stall-timeout` ('90', '90s', '30m', '1h30m'); None for 'off'. UsageError otherwise."""
+    if text is None:
+        return DEFAULT_STALL_SECONDS
+    if text.strip().lower() == "off":
+        return None
+    match = DURATION.match(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise UsageError(f"--stall-timeout: expected a duration such as 90, 90s, 30m or 1h30m (or 'off') but got "
+                         f"{text!r}")
+    hours, minutes, seconds = (float(part or 0) for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise UsageError(f"--stall-timeout: must be longer than 0 but got {text!r} (use 'off' to turn the watch off)")
+    return total
+
+
 def run(config: str | None, overrides: list[str], config_file: str | None = None, dry_run: bool = False,
         resume: bool = False, overwrite: bool = False, monitor: bool = True, stop_on: str | None = None,
         alert_thresholds: list[str] | None = None, gpu_memory_flag: str | None = None, check_memory: bool = True,
+        allow_changes: bool = False, stall_timeout: str | None = None,
         **launch_flags: Any) -> int:
     config_path, overrides = pop_config_path(config, overrides, config_file)
+    stall_seconds = parse_duration(stall_timeout)
+    if allow_changes and not resume:
+        raise UsageError("--allow-changes goes with --resume (it lets a resumed run use a changed config or data)")
     cwd, env = Path.cwd(), dict(os.environ)
     try:
         env.update(settings_env(stop_on, alert_thresholds or []))
@@ -69,4 +99,5 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         return EXIT_USER_ERROR
     consent = "resume" if resume else "overwrite" if overwrite else None
     return start_run(result, launch_flags, cwd, env, consent=consent, dry_run=dry_run, monitor=monitor,
-                     gpu_memory_flag=gpu_memory_flag, check_memory=check_memory)
+                     gpu_memory_flag=gpu_memory_flag, check_memory=check_memory, stall_timeout=stall_seconds,
+                     allow_changes=allow_changes)

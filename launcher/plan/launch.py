@@ -131,10 +131,12 @@ def _prepend_path(entry: str, current: str) -> str:
 
 
 def launch_for_node(values: Mapping[str, Any], topology: Topology, cwd: Path, base_env: Mapping[str, str],
-                    gpus: int) -> LaunchSpec:
-    """One node's LaunchSpec for this config, exactly as `train` runs it (`plan` shows the same)."""
+                    gpus: int, args_file: Path | None = None) -> LaunchSpec:
+    """One node's LaunchSpec for this config, exactly as `train` runs it (`plan` shows the same). The ranks read
+    `args_file` (default: the run directory's resolved_config.json)."""
     output_dir = absolute_output_dir(values, cwd)
-    return build_launch(topology, run_dir(output_dir) / RESOLVED_CONFIG, output_dir, sys.executable, base_env,
+    args_file = args_file or run_dir(output_dir) / RESOLVED_CONFIG
+    return build_launch(topology, args_file, output_dir, sys.executable, base_env,
                         device="cuda" if gpus else "cpu", force_torchrun=bool(values.get("deepspeed")))
 
 

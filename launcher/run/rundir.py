@@ -1,5 +1,6 @@
 """The run directory: what `train` records in `<output_dir>/dpo-launch/` before training starts, and what it
-finds in an `output_dir` that already holds a run.
+finds in an `output_dir` that already holds a run (which checkpoint `--resume` takes, what the config's own
+`overwrite_output_dir` / `resume_from_checkpoint` mean). Removing a previous run is launcher.run.overwrite.
 
 Every file is written atomically (launcher.atomic: a temporary file in the same directory, then
 `os.replace`), so a crash or a full disk leaves either the old file or the new one, never half of one.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -23,13 +23,14 @@ import yaml
 from launcher.atomic import atomic_write
 from launcher.errors import UserError
 from launcher.layout import (
+    LAUNCHES_FILE,
     PLAN_FILE,
     RESOLVED_CONFIG,
+    checkpoint_problem,
     checkpoint_step,
     checkpoints,
     complete_checkpoints,
     run_dir,
-    tensorboard_dir,
     weight_files,
 )
 from launcher.run.rewind import rewind_for_resume
@@ -45,18 +46,57 @@ class RunDirRefused(UserError):
     not be written); the message says why and what to do, and nothing was started."""
 
 
+def effective_consent(output_dir: Path, values: Mapping[str, Any], consent: str | None, cwd: Path) -> str | None:
+    """What the user asked for about a previous run, with the config's own keys counted in.
+
+    `overwrite_output_dir: true` means exactly `--overwrite` (LLaMA-Factory alone would start a new run beside
+    the old checkpoints, and a later resume would pick the old run's last one). Contradictions are refused
+    here, before anything is deleted: `--resume` with that key, and starting over while the config resumes
+    from a checkpoint inside output_dir (the overwrite would delete it).
+    """
+    if values.get("overwrite_output_dir") is True:
+        if consent == "resume":
+            raise RunDirRefused("--resume contradicts overwrite_output_dir: true in the config (which starts over, "
+                                "as --overwrite does); remove the key to resume, or drop --resume to start over")
+        if consent is None:
+            print("dpo-launch train: overwrite_output_dir: true in the config: starting over, as with --overwrite",
+                  flush=True)
+            consent = "overwrite"
+    if consent == "overwrite":
+        wanted = checkpoint_in_output_dir(values.get("resume_from_checkpoint"), output_dir, cwd)
+        if wanted is not None:
+            flag = "--overwrite" if values.get("overwrite_output_dir") is not True else "overwrite_output_dir: true"
+            raise RunDirRefused(f"{flag} would delete {wanted}, which resume_from_checkpoint asks to resume from; "
+                                "nothing was removed: drop resume_from_checkpoint to start over, or drop "
+                                f"{flag} to resume")
+    return consent
+
+
+def checkpoint_in_output_dir(value: Any, output_dir: Path, cwd: Path) -> Path | None:
+    """The checkpoint `resume_from_checkpoint` names when it lies inside output_dir (None otherwise)."""
+    if value is True:  # HF's "the last checkpoint in output_dir"
+        return output_dir
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value).expanduser()
+    path = Path(os.path.realpath(path if path.is_absolute() else cwd / path))
+    root = Path(os.path.realpath(output_dir))
+    return path if path == root or root in path.parents else None
+
+
 def guard_output_dir(output_dir: Path, values: Mapping[str, Any], consent: str | None) -> dict[str, Any]:
     """Refuse to reuse a directory holding a previous run unless the user said how; the LF keys that say it.
 
     LLaMA-Factory resumes silently from a checkpoint-* it finds in output_dir (docs/upstream-notes.md#resume-trap), and
-    `overwrite_output_dir` lets it write over final weights; dpo-launch asks first.
+    `overwrite_output_dir` lets it write over final weights; dpo-launch asks first. `consent` is
+    `effective_consent`'s.
     """
     found = checkpoints(output_dir)
     if consent == "resume":
         return {"resume_from_checkpoint": str(checkpoint_to_resume(output_dir))}
     if consent == "overwrite":
         return {"overwrite_output_dir": True}
-    if values.get("resume_from_checkpoint") or values.get("overwrite_output_dir") is True:
+    if values.get("resume_from_checkpoint"):
         return {}  # the config itself says what to do with a previous run
     previous = [p.name for p in found] + [p.name for p in weight_files(output_dir)]
     if previous:
@@ -68,39 +108,41 @@ def guard_output_dir(output_dir: Path, values: Mapping[str, Any], consent: str |
     return {}
 
 
-def resumable(output_dir: Path | str) -> tuple[Path | None, list[str]]:
-    """(the last complete checkpoint or None, names of the incomplete checkpoints newer than it)."""
+def resumable(output_dir: Path | str) -> tuple[Path | None, list[tuple[str, str]]]:
+    """(the last complete checkpoint or None, (name, why it cannot be resumed) of each newer checkpoint)."""
     good = complete_checkpoints(output_dir)
     last = checkpoint_step(good[-1]) or 0 if good else -1
-    newer = [p.name for p in checkpoints(output_dir) if (checkpoint_step(p) or 0) > last]
+    newer = [(p.name, checkpoint_problem(p) or "") for p in checkpoints(output_dir) if (checkpoint_step(p) or 0) > last]
     return (good[-1] if good else None), newer
 
 
 def checkpoint_to_resume(output_dir: Path) -> Path:
-    """The last complete checkpoint; newer ones that a fault cut short are named and passed over (HF's own
-    choice, the newest by name, would fail to load them)."""
+    """The last complete checkpoint; newer ones that a fault cut short are named with the reason and passed over
+    (HF's own choice, the newest by name, would fail to load them)."""
     good, skipped = resumable(output_dir)
+    reasons = "; ".join(f"{name}: {why}" for name, why in skipped)
     if good is None and not skipped:
         raise RunDirRefused(f"--resume: no checkpoint-N directory in {output_dir} to resume from")
     if good is None:
         raise RunDirRefused(f"--resume: no complete checkpoint-N directory in {output_dir} to resume from "
-                            f"({', '.join(skipped)}: no trainer_state.json, the save did not finish); pass "
-                            "--overwrite to start over")
-    if skipped:
-        print(f"dpo-launch train: --resume: passing over {', '.join(skipped)} (incomplete: its save did not "
-              f"finish); resuming from {good.name}", flush=True)
+                            f"({reasons}); pass --overwrite to start over")
+    passed = f"; passing over {reasons}" if skipped else ""
+    print(f"dpo-launch train: --resume: resuming from {good.name}, the last complete checkpoint{passed}", flush=True)
     return good
 
 
-def record_run(resolved_args: Mapping[str, Any], cwd: Path, data_summary: Mapping[str, Any],
-               plan: dict | None = None) -> None:
-    """Write `<output_dir>/dpo-launch/` before anything trains: args file, YAML copy, versions, datasets, plan.
+def record_run(resolved_args: Mapping[str, Any], datasets: Mapping[str, Any], plan: dict | None = None,
+               history: str | None = None) -> None:
+    """Write `<output_dir>/dpo-launch/` before anything trains: args file, YAML copy, versions, datasets, plan,
+    and the run's history with this launch added (`history`, the whole new text of launches.jsonl).
 
     All or nothing: every file is written and synced to a temporary file first (launcher.atomic), and the
     temporary files replace the old ones only when all were written, so a full disk leaves the previous
     manifest (or none) as it was, never a mix of two runs' files.
     """
-    files = run_files(resolved_args, cwd, data_summary, plan)
+    files = run_files(resolved_args, datasets, plan)
+    if history is not None:
+        files[LAUNCHES_FILE] = history
     target = run_dir(Path(resolved_args["output_dir"]))
     path = target
     try:
@@ -113,22 +155,12 @@ def record_run(resolved_args: Mapping[str, Any], cwd: Path, data_summary: Mappin
                 handle.flush()
                 os.fsync(handle.fileno())  # a full disk fails here, before any file is replaced
     except OSError as exc:
-        message = f"cannot write the run manifest {path}: {_os_error(exc)}; nothing was started"
+        message = f"cannot write the run manifest {path}: {os_error(exc)}; nothing was started"
         raise RunDirRefused(message) from None
 
 
-def _os_error(exc: OSError) -> str:
+def os_error(exc: OSError) -> str:
     return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
-
-
-def clear_previous_run(output_dir: Path) -> None:
-    """--overwrite: drop the old checkpoints (a later --resume must not pick one up), old event files
-    (TensorBoard would show two runs' steps on one curve) and our own records of the old run (logs,
-    runtime.json, alerts). Final weights are replaced by the new run."""
-    for path in [*checkpoints(output_dir), tensorboard_dir(output_dir), run_dir(output_dir)]:
-        if path.is_dir():
-            shutil.rmtree(path)
-            print(f"dpo-launch train: --overwrite: removed {path}", flush=True)
 
 
 def rewind_to_checkpoint(output_dir: Path, checkpoint: Path) -> None:
@@ -139,14 +171,14 @@ def rewind_to_checkpoint(output_dir: Path, checkpoint: Path) -> None:
               flush=True)
 
 
-def run_files(resolved_args: Mapping[str, Any], cwd: Path, data_summary: Mapping[str, Any],
+def run_files(resolved_args: Mapping[str, Any], datasets: Mapping[str, Any],
               plan: dict | None = None) -> dict[str, str]:
     """The contents of the run directory, as `file name -> text`."""
     files = {
         RESOLVED_CONFIG: dump_json(dict(resolved_args)),
         "resolved_config.yaml": yaml.safe_dump(dict(resolved_args), sort_keys=False, allow_unicode=True),
         "versions.json": dump_json(package_versions()),
-        "datasets.json": dump_json(dataset_fingerprints(data_summary, cwd)),
+        "datasets.json": dump_json(dict(datasets)),
     }
     if plan is not None:
         files[PLAN_FILE] = dump_json(plan)

@@ -1,14 +1,19 @@
 """Run a LaunchSpec to the end and leave nothing behind.
 
-The job runs without a shell in its own session, so the launcher decides what reaches it: Ctrl-C and SIGTERM
-are forwarded to the job's process group (torchrun passes them on to every rank), a second signal or the
-end of the grace period escalates to SIGKILL for every descendant. The launcher makes itself the
-"child subreaper" (Linux) so ranks orphaned by a dead torchrun are re-parented to it and swept at the end.
+The job runs without a shell in its own session, so the launcher decides what reaches it: Ctrl-C, SIGTERM and
+SIGHUP (a closed terminal or SSH session) are forwarded to the job's process group (torchrun passes them on to
+every rank, which saves a checkpoint and stops); a second signal or the end of the grace period escalates to
+SIGKILL for every descendant. A launcher started with SIGHUP ignored (`nohup`) leaves it ignored. The launcher
+makes itself the "child subreaper" (Linux) so ranks orphaned by a dead torchrun are re-parented to it and swept
+at the end.
 
-Output is streamed to the terminal and teed to `logs/launcher.log`; lines torchrun prefixes with
-`[rankN]: ` are also split into `logs/rank-N.log`. When torchrun reports a failed rank, the launcher says
-which one and where its log is; when an alert named in --stop-on ended the run (exit 4, from every rank), it
-says which alert at which step and where the checkpoint is.
+The job's environment names the launcher (launcher.lifeline), so ranks whose launcher dies without warning
+stop on their own; a stall watch (launcher.run.stall) stops a job in which a rank stopped moving.
+
+Output is streamed to the terminal and teed to `logs/launcher.log` and `logs/rank-N.log`
+(launcher.run.tee). When torchrun reports a failed rank, the launcher says which one and where its log is; when
+an alert named in --stop-on ended the run (exit 4, from every rank), it says which alert at which step and where
+the checkpoint is.
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
 
-from launcher.errors import EXIT_ALERT_STOP, EXIT_INTERRUPTED, EXIT_TERMINATED
+from launcher.errors import EXIT_ALERT_STOP, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_STALLED, EXIT_TERMINATED
+from launcher.lifeline import SUPERVISOR_ENV, process_identity
 from launcher.observe.run_end import describe_alert_stop, read_alerts, stopping_alert
 from launcher.plan.launch import GRACE_SECONDS, LaunchSpec
 from launcher.run.process_tree import (
@@ -34,11 +39,20 @@ from launcher.run.process_tree import (
     reap_orphans,
     signal_group,
 )
+from launcher.run.stall import Stall, StallWatch, dump_stacks, record_stall
+from launcher.run.tee import Tee, detach_from_terminal
 
-RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SIGNAL_EXIT: dict[int, int] = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED,
+                               signal.SIGHUP: EXIT_HANGUP}
 FAILED_RANK = re.compile(r"^\s*rank\s*:\s*(\d+) \(local_rank: (\d+)\)")
 FAILED_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
 FAILED_HOST = re.compile(r"^\s*host\s*:\s*(\S+)")
+
+
+def launcher_identity() -> str:
+    """This process as its ranks know it (launcher.lifeline.SUPERVISOR_ENV)."""
+    return process_identity(os.getpid()) or f"{os.getpid()}:"
 
 
 @dataclass
@@ -55,6 +69,7 @@ class Failure:
 class _Outcome:
     interrupted_by: int | None = None
     failure: Failure | None = None
+    stalled: Stall | None = None
     escalated: bool = False
     deadline: float | None = None
     seen_root_cause: bool = False
@@ -63,54 +78,88 @@ class _Outcome:
     proc: subprocess.Popen | None = None
 
 
-def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cwd: Path | None = None,
-              output_dir: Path | None = None) -> int:
-    """Run the job; return its exit code (130 after Ctrl-C, 143 after SIGTERM, 128+N if killed by signal N, 4 when
-    a --stop-on alert ended it: its closing message then names the alert, read from `output_dir`'s alerts.jsonl).
+@dataclass(frozen=True)
+class JobEnd:
+    """How the job ended: the exit code `train` passes on, and the launcher's closing line (None when all went well)."""
+
+    code: int
+    message: str | None = None
+
+
+def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cwd: Path | None = None, *,
+              keep_fds: tuple[int, ...] = (), stall: StallWatch | None = None,
+              output_dir: Path | None = None) -> JobEnd:
+    """Run the job to its end: exit code 130/143/129 after SIGINT/SIGTERM/SIGHUP, 5 after a stall, 128+N if
+    killed by signal N, 4 when a --stop-on alert ended it (its closing message then names the alert, read from
+    `output_dir`'s alerts.jsonl), else the job's own.
 
     Signal handlers go in before the job starts and the logs are open before it starts, so no failure in
-    between can leave a job running unsupervised. Meant for the `dpo-launch` process: at the end it kills
-    every process descended from the caller.
+    between can leave a job running unsupervised. `keep_fds` are passed to the job (the run's lock, so it
+    stays held while any of the job lives). Meant for the `dpo-launch` process: at the end it kills every
+    process descended from the caller.
     """
     logs_dir.mkdir(parents=True, exist_ok=True)
     become_subreaper()
     outcome = _Outcome(grace=grace)
-    with _Tee(logs_dir, spec.distributed) as tee, _Forwarding(outcome):
-        outcome.proc = subprocess.Popen(spec.argv, env=spec.env, cwd=cwd, stdin=subprocess.DEVNULL,
+    env = {**spec.env, SUPERVISOR_ENV: launcher_identity()}
+    with Tee(logs_dir, spec.distributed) as tee, _Forwarding(outcome):
+        outcome.proc = subprocess.Popen(spec.argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, pass_fds=keep_fds,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         if outcome.interrupted_by is not None:  # the signal came while the job was starting
             signal_group(outcome.proc.pid, outcome.interrupted_by)
         reader = threading.Thread(target=_pump, args=(outcome.proc.stdout, tee, outcome), daemon=True)
         reader.start()
         try:
-            returncode = _wait(outcome)
+            returncode = _wait(outcome, stall, tee, logs_dir)
         finally:
             _sweep(outcome.proc)
         reader.join(timeout=5)
         code = _exit_code(returncode, outcome)
-        tee.say(_closing_message(code, outcome, logs_dir, spec.distributed, output_dir))
-    return code
+        message = _closing_message(code, outcome, logs_dir, spec.distributed, output_dir)
+        tee.say(message)
+    return JobEnd(code, message)
 
 
-def _wait(outcome: _Outcome) -> int:
+def _wait(outcome: _Outcome, stall: StallWatch | None, tee: Tee, logs_dir: Path) -> int:
+    assert outcome.proc is not None, "the job was started"
     while True:
         try:
             return outcome.proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             if outcome.deadline is not None and time.monotonic() > outcome.deadline and not outcome.escalated:
                 _escalate(outcome)
+            elif stall is not None and outcome.interrupted_by is None and outcome.stalled is None:
+                stalled = stall.check()
+                if stalled is not None:
+                    _stop_stalled(outcome, stalled, stall, tee, logs_dir)
+
+
+def _stop_stalled(outcome: _Outcome, stalled: Stall, stall: StallWatch, tee: Tee, logs_dir: Path) -> None:
+    """Say which rank stalled, have every rank dump its stack into its log, then kill the job (a stalled job
+    cannot save a checkpoint: the healthy ranks wait in a collective for the stuck one)."""
+    outcome.stalled = stalled
+    tee.say(f"dpo-launch: error[rank-stalled] step {stalled.step}: {stalled.message()}; dumping every rank's "
+            f"Python stack into its log and stopping the job")
+    for line in stalled.details:
+        tee.say(f"dpo-launch:   {line}")
+    record_stall(stall.output_dir, stalled)
+    dump_stacks(stalled.pids, logs_dir)
+    _escalate(outcome)
 
 
 class _Forwarding:
-    """While active, SIGINT/SIGTERM go to the job's process group (torchrun passes them on to every rank);
-    a second signal escalates to SIGKILL at once."""
+    """While active, SIGINT/SIGTERM/SIGHUP go to the job's process group (torchrun passes them on to every
+    rank); a second signal escalates to SIGKILL at once. SIGHUP ignored on entry (nohup) stays ignored."""
 
     def __init__(self, outcome: _Outcome):
         self.outcome = outcome
         self.previous: dict = {}
 
     def __enter__(self) -> Self:
-        self.previous = {sig: signal.signal(sig, self.forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in FORWARDED:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
+            self.previous[sig] = signal.signal(sig, self.forward)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -119,6 +168,8 @@ class _Forwarding:
 
     def forward(self, signum, _frame) -> None:
         outcome = self.outcome
+        if signum == signal.SIGHUP:
+            detach_from_terminal()
         if outcome.interrupted_by is not None:
             _escalate(outcome)
             return
@@ -147,68 +198,7 @@ def _sweep(proc: subprocess.Popen) -> None:
     reap_orphans()
 
 
-class _Tee:
-    """The job's output to the terminal, logs/launcher.log and (per rank) logs/rank-N.log."""
-
-    def __init__(self, logs_dir: Path, distributed: bool):
-        self.logs_dir = logs_dir
-        self.distributed = distributed
-        self.rank_logs: dict[int, IO[bytes]] = {}
-        self.logging = True
-
-    def __enter__(self) -> Self:
-        # unbuffered, so what a killed launcher received is on disk; open for the whole run
-        self.launcher_log = open(self.logs_dir / "launcher.log", "ab", buffering=0)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in [self.launcher_log, *self.rank_logs.values()]:
-            handle.close()
-
-    def line(self, raw: bytes) -> None:
-        _write_out(sys.stdout, raw)
-        if self.logging:
-            self._log(raw)
-
-    def _log(self, raw: bytes) -> None:
-        """Into the log files; a full disk stops the logging, never the job (the terminal still gets it all)."""
-        try:
-            self.launcher_log.write(raw)
-            match = RANK_LINE.match(raw)
-            if match or not self.distributed:
-                rank = int(match.group(1)) if match else 0
-                self.rank_log(rank).write(raw[match.end():] if match else raw)
-        except OSError as exc:
-            self.logging = False
-            print(f"dpo-launch: cannot write the logs in {self.logs_dir} ({exc.strerror or exc}); the output "
-                  "continues on the terminal only", file=sys.stderr, flush=True)
-
-    def rank_log(self, rank: int) -> IO[bytes]:
-        if rank not in self.rank_logs:
-            self.rank_logs[rank] = open(self.logs_dir / f"rank-{rank}.log", "ab", buffering=0)  # noqa: SIM115
-        return self.rank_logs[rank]
-
-    def say(self, message: str | None) -> None:
-        if message:
-            print(message, file=sys.stderr, flush=True)
-            if self.logging:
-                try:
-                    self.launcher_log.write((message + "\n").encode())
-                except OSError:
-                    pass
-
-
-def _write_out(stream, raw: bytes) -> None:
-    """As text, not to `stream.buffer`: a live metrics view (launcher.observe.run_state) redirects sys.stdout and
-    scrolls text written to it above the view."""
-    try:
-        stream.write(raw.decode("utf-8", "replace"))
-        stream.flush()
-    except (BrokenPipeError, ValueError):  # a closed terminal must not stop the supervision
-        pass
-
-
-def _pump(pipe: IO[bytes], tee: _Tee, outcome: _Outcome) -> None:
+def _pump(pipe: IO[bytes], tee: Tee, outcome: _Outcome) -> None:
     for raw in iter(pipe.readline, b""):
         tee.line(raw)
         _parse_failure(raw.decode("utf-8", "replace"), outcome)
@@ -231,10 +221,10 @@ def _parse_failure(text: str, outcome: _Outcome) -> None:
 
 
 def _exit_code(returncode: int, outcome: _Outcome) -> int:
-    if outcome.interrupted_by == signal.SIGINT:
-        return EXIT_INTERRUPTED
-    if outcome.interrupted_by == signal.SIGTERM:
-        return EXIT_TERMINATED
+    if outcome.interrupted_by is not None:
+        return SIGNAL_EXIT[outcome.interrupted_by]
+    if outcome.stalled is not None:
+        return EXIT_STALLED
     if returncode > 0 and outcome.failure is not None and outcome.failure.exitcode == EXIT_ALERT_STOP:
         return EXIT_ALERT_STOP  # torchrun exits 1 for any failed rank; the ranks said why
     return 128 - returncode if returncode < 0 else returncode
@@ -246,6 +236,9 @@ def _closing_message(code: int, outcome: _Outcome, logs_dir: Path, distributed: 
         name = signal.Signals(outcome.interrupted_by).name
         how = "killed after the grace period" if outcome.escalated else "stopped"
         return f"dpo-launch: interrupted by {name}; training {how}; logs in {logs_dir}"
+    if outcome.stalled is not None:
+        return (f"dpo-launch: stalled: {outcome.stalled.message()}; every rank's Python stack is in its log; the job "
+                f"was stopped (exit {EXIT_STALLED}); logs in {logs_dir}")
     if code == 0:
         return None
     if code == EXIT_ALERT_STOP:

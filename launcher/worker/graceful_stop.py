@@ -1,9 +1,10 @@
-"""Ctrl-C and SIGTERM during training: finish the step, save a checkpoint on every rank, exit 130 / 143.
+"""Ctrl-C, SIGTERM and SIGHUP during training: finish the step, save a checkpoint on every rank, exit 130 / 143 /
+129. A rank whose launcher is lost stops the same way (launcher.worker.supervision sends itself SIGHUP).
 
 Imported only by the worker (`launcher/worker/main.py`), inside each rank; torch and transformers are imported inside
 functions, so importing this module is cheap and safe anywhere.
 
-How the signal travels: `dpo-launch train` forwards SIGINT/SIGTERM to the job's process group. Alone, the
+How the signal travels: `dpo-launch train` forwards SIGINT/SIGTERM/SIGHUP to the job's process group. Alone, the
 worker is in that group; under torchrun (which starts each rank in a session of its own) torchrun's agent
 turns the signal into a `SignalException`, sends the same signal to every rank and SIGKILLs the ranks still
 alive after its shutdown timeout (`TORCH_ELASTIC_SHUTDOWN_TIMEOUT`, 30 s unless set), see
@@ -24,11 +25,11 @@ import signal
 import sys
 from typing import Any
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run was stopped by SIGINT or SIGTERM; `exit_code` is what the worker exits with."""
+    """The run was stopped by SIGINT, SIGTERM or SIGHUP; `exit_code` is what the worker exits with."""
 
     def __init__(self, signum: int, checkpoint: str | None = None):
         super().__init__(signal.Signals(signum).name)

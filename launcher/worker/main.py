@@ -8,8 +8,9 @@ in-process, the only way to add callbacks (docs/upstream-notes.md#callbacks).
 This is the only dpo-launch module that may import torch/llamafactory, and it does so inside `main` so that
 `--help` and argument errors stay fast. Exit codes: 0 ok, 1 failure (one-line cause on stderr, traceback in
 `<output_dir>/dpo-launch/logs/crash-rank-<N>.txt`), 4 stopped by an alert named in --stop-on, 130 SIGINT,
-143 SIGTERM. A signal during the training loop, or a --stop-on alert, saves a checkpoint on every rank first
-(launcher.worker.graceful_stop, launcher.worker.metrics).
+143 SIGTERM, 129 SIGHUP or a lost launcher. A signal during the training loop, or a --stop-on alert, saves a
+checkpoint on every rank first (launcher.worker.graceful_stop, launcher.worker.metrics); under `dpo-launch
+train` the rank also watches its launcher and keeps a heartbeat (launcher.worker.supervision).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from launcher.worker import loss_patch, selftest, upstream_fixes
 from launcher.worker.graceful_stop import StopRequest, make_callback
 from launcher.worker.metrics import AlertStop, make_callbacks
 from launcher.worker.selftest import LossSelfTestFailed
+from launcher.worker.supervision import Lifeline
+from launcher.worker.supervision import make_callback as heartbeat_callbacks
 from launcher.worker.write_failure import describe_write_failure
 
 PREFIX = "dpo-launch worker"
@@ -66,7 +69,8 @@ def rank() -> int:
 
 def prepare_environment(cfg: dict[str, Any]) -> None:
     """TensorBoard files go to `<output_dir>/tensorboard`: transformers 5.x ignores `logging_dir` and reads
-    TENSORBOARD_LOGGING_DIR (docs/upstream-notes.md#tensorboard-directory). The launcher sets it too; a direct run gets the same place."""
+    TENSORBOARD_LOGGING_DIR (docs/upstream-notes.md#tensorboard-directory). The launcher sets it too; a direct run
+    gets the same place."""
     if cfg.get("output_dir"):
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(tensorboard_dir(cfg["output_dir"])))
 
@@ -89,7 +93,7 @@ def announce_loss(cfg: dict[str, Any], patched: bool) -> None:
           flush=True)
 
 
-def train(cfg: dict[str, Any], stop: StopRequest) -> None:
+def train(cfg: dict[str, Any], stop: StopRequest, lifeline: Lifeline) -> None:
     """Patch, arm the probe, run LLaMA-Factory in this process; the stop-on-signal callback goes last, so
     the metrics writers are closed before it ends the run."""
     patched = loss_patch.install()
@@ -98,7 +102,8 @@ def train(cfg: dict[str, Any], stop: StopRequest) -> None:
     announce_loss(cfg, patched)
     from llamafactory.train.tuner import run_exp
 
-    run_exp(args=dict(cfg), callbacks=[*make_callbacks(cfg.get("output_dir")), make_callback(stop)])
+    callbacks = [*make_callbacks(cfg.get("output_dir")), *heartbeat_callbacks(lifeline), make_callback(stop)]
+    run_exp(args=dict(cfg), callbacks=callbacks)
 
 
 def write_crash_log(cfg: dict[str, Any]) -> Path | None:
@@ -127,14 +132,19 @@ def fail(message: str) -> int:
     return 1
 
 
-def interrupted(exc: KeyboardInterrupt) -> int:
-    """128 + the signal: 130 for Ctrl-C, 143 for SIGTERM, with the checkpoint saved on the way out."""
+def interrupted(exc: KeyboardInterrupt, lifeline: Lifeline) -> int:
+    """128 + the signal: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP or a lost launcher, with the checkpoint
+    saved on the way out."""
     signum = getattr(exc, "signum", signal.SIGINT)
     checkpoint = getattr(exc, "checkpoint", None)
     close_progress_bars()
     saved = f"; saved {checkpoint}" if checkpoint else ""
-    print(f"{PREFIX}: interrupted by {signal.Signals(signum).name} (rank {rank()}){saved}", file=sys.stderr,
-          flush=True)
+    lost = lifeline.confirm_lost()
+    cause = "stopped: its launcher was lost" if lost else f"interrupted by {signal.Signals(signum).name}"
+    print(f"{PREFIX}: {cause} (rank {rank()}){saved}", file=sys.stderr, flush=True)
+    if lost:
+        done = f"saved {checkpoint}" if checkpoint else "no checkpoint (it was not training yet)"
+        lifeline.record(f"the launcher died; rank {rank()} stopped on its own: {done}", checkpoint)
     leave_process_group()
     return 128 + signum
 
@@ -178,31 +188,34 @@ def training_failed(cfg: dict[str, Any], exc: Exception) -> int:
 
 
 def run(args_file: Path) -> int:
+    lifeline = Lifeline()
     stop = StopRequest()
-    stop.install()  # from the start: a signal while loading ends the worker with 130/143, not a traceback
+    stop.install()  # from the start: a signal while loading ends the worker with 130/143/129, not a traceback
     try:
         cfg = read_args_file(args_file)
         check_loss_name(cfg)
         prepare_environment(cfg)
+        lifeline.start(cfg.get("output_dir"))
     except WorkerError as exc:
         return fail(str(exc))
     except KeyboardInterrupt as exc:
-        return interrupted(exc)
+        return interrupted(exc, lifeline)
     try:
-        train(cfg, stop)
+        train(cfg, stop, lifeline)
     except LossSelfTestFailed as exc:
         return fail(str(exc))
     except AlertStop as exc:
         return alert_stopped(exc)
     except KeyboardInterrupt as exc:
-        return interrupted(exc)
+        return interrupted(exc, lifeline)
     except Exception as exc:  # LF raises ValueError/OSError etc. for bad runs; keep one line, log the rest
         return training_failed(cfg, exc)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m launcher.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m launcher.worker",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--args-file", type=Path, required=True,
                         help="JSON object of LLaMA-Factory arguments (<output_dir>/dpo-launch/resolved_config.json)")
     return run(parser.parse_args(argv).args_file)

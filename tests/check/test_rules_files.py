@@ -76,6 +76,29 @@ def test_model_data_and_output_paths_outside_the_working_tree_warn(workspace):
                      ("path-outside-working-tree", "output_dir")]
 
 
+@pytest.mark.parametrize("output_dir, where", [("models/base", "is"), ("models", "contains"),
+                                               ("./models/", "contains")])
+def test_an_output_dir_that_is_or_contains_the_model_it_trains_is_an_error(workspace, output_dir, where):
+    lines = rendered(workspace, BASE.replace("output_dir: out", f"output_dir: {output_dir}"))
+
+    assert lines == [
+        f"config.yaml:6:13: error[output-dir-holds-input]: output_dir: '{output_dir}' {where} model_name_or_path "
+        f"'models/base' ({workspace / 'models/base'}): training writes checkpoints and weights into output_dir, and "
+        "--overwrite removes what it finds there (choose an output_dir outside every model and adapter the run reads)"]
+
+
+def test_an_adapter_or_reference_model_inside_output_dir_is_an_error_and_a_sibling_folder_is_not(workspace):
+    (workspace / "out" / "sft").mkdir(parents=True)
+    (workspace / "out" / "sft" / "adapter_config.json").write_text("{}")
+    (workspace / "outside").mkdir()
+    (workspace / "outside" / "config.json").write_text("{}")
+    text = BASE + "adapter_name_or_path: out/sft\nref_model: outside\n"
+
+    found = [(d.code, d.message.split(" (")[0]) for d in diagnose(workspace, text) if d.severity == "error"]
+
+    assert found == [("output-dir-holds-input", "output_dir: 'out' contains adapter_name_or_path 'out/sft'")]
+
+
 # --- DeepSpeed ---------------------------------------------------------------------------------------------
 
 def with_deepspeed(workspace, config: dict | str, text: str = BASE) -> str:

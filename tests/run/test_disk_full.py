@@ -75,8 +75,8 @@ def test_a_checkpoint_save_that_fails_is_one_clear_line_and_the_previous_checkpo
 
     resumed = train(ws, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert ("dpo-launch train: --resume: passing over checkpoint-4 (incomplete: its save did not finish); resuming "
-            "from checkpoint-2") in resumed.stdout.splitlines()
+    assert ("dpo-launch train: --resume: resuming from checkpoint-2, the last complete checkpoint; passing over "
+            "checkpoint-4: no trainer_state.json: its save did not finish") in resumed.stdout.splitlines()
     assert "Resuming training from checkpoint with epoch 0 and global step 2" in resumed.stdout
     assert loss_steps(out) == [1, 2, 3, 4]
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()

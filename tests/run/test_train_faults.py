@@ -98,7 +98,8 @@ def test_a_rank_killed_with_sigkill_stops_the_run_and_the_launcher_names_the_ran
 @pytest.mark.parametrize("sig, code, flags", [
     (signal.SIGINT, 130, ("--nproc-per-node", "2")),
     (signal.SIGTERM, 143, ()),
-], ids=["ctrl-c-two-ranks", "sigterm-one-process"])
+    (signal.SIGHUP, 129, ("--nproc-per-node", "2")),  # what a closed terminal or SSH session sends
+], ids=["ctrl-c-two-ranks", "sigterm-one-process", "sighup-two-ranks"])
 @pytest.mark.subprocess
 def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_resumes_from_it(
         tmp_path, tiny_model_dir, sig, code, flags):
@@ -118,6 +119,11 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     prefix = "[rank0]: " if flags else ""
     assert f"{prefix}dpo-launch worker: interrupted by {signal.Signals(sig).name} (rank 0); saved {checkpoint}" \
         in (tmp_path / "stdout.txt").read_text().splitlines()
+    if flags:  # every rank stopped at the same step
+        assert f"[rank1]: dpo-launch worker: interrupted by {signal.Signals(sig).name} (rank 1); saved {checkpoint}" \
+            in (tmp_path / "stdout.txt").read_text().splitlines()
+    status = json.loads((out / "dpo-launch" / "status.json").read_text())
+    assert (status["state"], status["exit_code"]) == ("interrupted", code)
     assert step >= 2 and loss_steps(out) == list(range(1, step + 1))
     assert not (out / "model.safetensors").exists()  # an interrupted run is not a finished one
 

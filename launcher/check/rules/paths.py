@@ -1,4 +1,5 @@
-"""Model, reference and adapter paths, and the security warnings of issue 6.
+"""Model, reference and adapter paths, an output_dir that would write into one of them, and the security
+warnings of issue 6.
 
 A value that looks like a hub id (`org/name`) and is not a local path gets a note: validate works offline.
 A value that looks local must exist with the file LLaMA-Factory loads first (config.json for a model,
@@ -15,6 +16,7 @@ from pathlib import Path
 from launcher.check.diagnostics import Diagnostic
 from launcher.check.rules.context import RuleContext, path_kind
 from launcher.check.schema_words import shown
+from launcher.layout import checkpoint_problem
 
 # huggingface_hub's repo id rule (utils/_validators.py): optional namespace, word characters, '-', '.';
 # no leading or trailing '-'/'.', no '--' or '..'.
@@ -128,19 +130,13 @@ def _tree_values(ctx: RuleContext, key: str) -> list[str]:
     return [value] if value and value != "ONLINE" else []
 
 
-# What transformers 5.x Trainer needs in a checkpoint folder to resume (trainer.py `_load_from_checkpoint`,
-# integrations/deepspeed.py `deepspeed_load_checkpoint`, then `TrainerState.load_from_json`).
-CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                      "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
-
-
 def resume_checkpoint_exists(ctx: RuleContext) -> Iterator[Diagnostic]:
     """transformers' Trainer.train opens resume_from_checkpoint only after the model and data are loaded: a folder
-    that is missing or holds no checkpoint fails there, seconds to minutes in."""
+    that is missing or holds no complete checkpoint fails there, seconds to minutes in."""
     value = ctx.text("resume_from_checkpoint")
     if not value:
         return
-    problem = checkpoint_problem(ctx.cwd / value, deepspeed=ctx.is_set("deepspeed"))
+    problem = resume_problem(ctx.cwd / value, deepspeed=ctx.is_set("deepspeed"))
     if problem:
         yield ctx.error("resume-checkpoint-invalid", f"resume_from_checkpoint: {shown(value)} {problem}",
                         "resume_from_checkpoint",
@@ -148,19 +144,16 @@ def resume_checkpoint_exists(ctx: RuleContext) -> Iterator[Diagnostic]:
                         f'complete one); transformers stops with "Can\'t find a valid checkpoint at {value}"')
 
 
-def checkpoint_problem(path: Path, deepspeed: bool) -> str | None:
-    """Why `path` is not a checkpoint the Trainer can resume from, or None."""
+def resume_problem(path: Path, deepspeed: bool) -> str | None:
+    """Why `path` is not a checkpoint the Trainer can resume from (launcher.layout.checkpoint_problem, plus the
+    folder DeepSpeed resumes from: transformers' integrations/deepspeed.py `deepspeed_load_checkpoint`), or None."""
     kind, reason = path_kind(path)
     if kind != "dir":
         return {"missing": "does not exist", "file": "is a file"}.get(kind, reason or "is not a directory")
-    entries = _entries(path)
-    if deepspeed and not any(name.startswith("global_step") for name in entries):
+    if deepspeed and not any(entry.startswith("global_step") for entry in _entries(path)):
         return "has no global_step* folder, which DeepSpeed resumes from"
-    if not deepspeed and not (set(CHECKPOINT_WEIGHTS) & set(entries) or _adapter_subfolders(path, entries)):
-        return f"holds no model weights ({', '.join(CHECKPOINT_WEIGHTS[::2])}, ...)"
-    if "trainer_state.json" not in entries:
-        return "has no trainer_state.json"
-    return None
+    problem = checkpoint_problem(path)
+    return f"is not a complete checkpoint: {problem}" if problem else None
 
 
 def _entries(path: Path) -> list[str]:
@@ -170,10 +163,28 @@ def _entries(path: Path) -> list[str]:
         return []
 
 
-def _adapter_subfolders(path: Path, entries: list[str]) -> bool:
-    """Several adapters are saved in subfolders, each with its adapter weights."""
-    return any(path_kind(path / name / weights)[0] == "file" for name in entries
-               for weights in ("adapter_model.safetensors", "adapter_model.bin"))
+def output_dir_holds_an_input(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """output_dir equal to or containing a model or adapter the run reads: the trainer writes checkpoints and
+    weights there, dpo-launch would take the base weights for a previous run, and --overwrite would delete them."""
+    output = ctx.text("output_dir")
+    if not output or output.startswith("~"):
+        return
+    out = _real(ctx.cwd / output)
+    for key in MODEL_KEYS + ADAPTER_KEYS:
+        for value in _path_values(ctx, key):
+            if value.startswith("~") or not looks_local(value, ctx.cwd):
+                continue
+            read = _real(ctx.cwd / value)
+            if out is None or read is None or (read != out and out not in read.parents):
+                continue
+            where = "is" if read == out else "contains"
+            yield ctx.error("output-dir-holds-input",
+                            f"output_dir: {shown(output)} {where} {key} {shown(value)} ({read}): training writes "
+                            "checkpoints and weights into output_dir, and --overwrite removes what it finds there",
+                            "output_dir", "choose an output_dir outside every model and adapter the run reads")
 
 
-RULES = (model_and_adapter_paths, trust_remote_code, paths_outside_working_tree, resume_checkpoint_exists)
+
+
+RULES = (model_and_adapter_paths, output_dir_holds_an_input, trust_remote_code, paths_outside_working_tree,
+         resume_checkpoint_exists)

@@ -6,7 +6,8 @@ Each rule is a small function `rule(ctx) -> Iterator[Diagnostic]`, grouped by wh
 - lf_train:  `get_train_args` / `_verify_model_args` (hparams/parser.py) and LF's model loader (attention)
 - hf_args:   transformers' TrainingArguments checks, and what LF accepts but a later library call refuses
 - advice:    what LLaMA-Factory lets through (silent sigmoid, ignored reference, TensorBoard) and advice
-- paths:     model/reference/adapter paths, trust_remote_code, paths outside the working tree
+- paths:     model/reference/adapter paths, an output_dir holding one of them, trust_remote_code, paths outside
+             the working tree
 - deepspeed: the DeepSpeed JSON (readable, no optimizer blocks, no mismatching hard-coded values)
 - machine:   machine-dependent checks, as notes (enforced by `dpo-launch train` where the job runs)
 

@@ -1,0 +1,92 @@
+"""The job's output, as the launcher passes it on: to the terminal, to `logs/launcher.log` and, per rank, to
+`logs/rank-N.log` (lines torchrun prefixes with `[rankN]: `; everything, for a single process).
+
+Neither a full disk nor a terminal that went away (a closed SSH session: writes fail with EIO or EPIPE) stops
+the job: the logs stop, or the terminal output does, and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import IO, Self
+
+RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
+
+
+class Tee:
+    """The job's output to the terminal, logs/launcher.log and (per rank) logs/rank-N.log."""
+
+    def __init__(self, logs_dir: Path, distributed: bool):
+        self.logs_dir = logs_dir
+        self.distributed = distributed
+        self.rank_logs: dict[int, IO[bytes]] = {}
+        self.logging = True
+
+    def __enter__(self) -> Self:
+        # unbuffered, so what a killed launcher received is on disk; open for the whole run
+        self.launcher_log = open(self.logs_dir / "launcher.log", "ab", buffering=0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in [self.launcher_log, *self.rank_logs.values()]:
+            handle.close()
+
+    def line(self, raw: bytes) -> None:
+        write_out(sys.stdout, raw.decode("utf-8", "replace"))
+        if self.logging:
+            self._log(raw)
+
+    def _log(self, raw: bytes) -> None:
+        """Into the log files; a full disk stops the logging, never the job (the terminal still gets it all)."""
+        try:
+            self.launcher_log.write(raw)
+            match = RANK_LINE.match(raw)
+            if match or not self.distributed:
+                rank = int(match.group(1)) if match else 0
+                self.rank_log(rank).write(raw[match.end():] if match else raw)
+        except OSError as exc:
+            self.logging = False
+            write_out(sys.stderr, f"dpo-launch: cannot write the logs in {self.logs_dir} ({exc.strerror or exc}); "
+                                  "the output continues on the terminal only\n")
+
+    def rank_log(self, rank: int) -> IO[bytes]:
+        if rank not in self.rank_logs:
+            self.rank_logs[rank] = open(self.logs_dir / f"rank-{rank}.log", "ab", buffering=0)  # noqa: SIM115
+        return self.rank_logs[rank]
+
+    def say(self, message: str | None) -> None:
+        """A line of the launcher's own, to stderr and launcher.log."""
+        if not message:
+            return
+        write_out(sys.stderr, message + "\n")
+        if self.logging:
+            try:
+                self.launcher_log.write((message + "\n").encode())
+            except OSError:
+                pass
+
+
+def write_out(stream, text: str) -> None:
+    """As text, not to `stream.buffer`: a live metrics view (launcher.observe.run_state) redirects sys.stdout and
+    scrolls text written to it above the view. A closed terminal or pipe must not stop the supervision."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def detach_from_terminal() -> None:
+    """After SIGHUP (the terminal hung up): stdout and stderr that are a terminal go to /dev/null, so no later
+    write fails; what the launcher says still goes to launcher.log."""
+    for fd in (1, 2):
+        try:
+            if os.isatty(fd):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+        except OSError:
+            pass
