@@ -128,8 +128,10 @@ def _checkpoint(root, *files: str, folders: tuple[str, ...] = ()):
     (("model.safetensors", "trainer_state.json"), (), False, None),
     (("adapter_model.safetensors", "trainer_state.json"), (), False, None),
     (("trainer_state.json",), ("global_step8",), True, None),
-    ((), (), False, "holds no model weights (model.safetensors, pytorch_model.bin, adapter_model.safetensors, ...)"),
-    (("model.safetensors",), (), False, "has no trainer_state.json"),
+    (("trainer_state.json",), (), False, "is not a complete checkpoint: no model weights (no model.safetensors, "
+                                          "adapter_model.safetensors, pytorch_model.bin or shards)"),
+    (("model.safetensors",), (), False, "is not a complete checkpoint: no trainer_state.json: its save did not finish"),
+    ((), (), False, "is not a complete checkpoint: no trainer_state.json: its save did not finish"),
     (("model.safetensors", "trainer_state.json"), (), True, "has no global_step* folder, which DeepSpeed resumes from"),
 ])
 def test_resume_from_checkpoint_must_be_a_checkpoint_the_trainer_can_load(tmp_path, files, folders, deepspeed,
