@@ -7,7 +7,8 @@ launcher, the worker inside each rank and the readers (monitor, report, tensorbo
   trainer_log.jsonl      LLaMA-Factory's step log
   tensorboard/           HF's event files (TENSORBOARD_LOGGING_DIR); tensorboard/dpo-launch/ is ours
   dpo-launch/            resolved_config.json|yaml, plan.json, versions.json, datasets.json, runtime.json,
-                         alerts.jsonl, logs/ (launcher.log, rank-N.log, torchrun/), report/, stats/
+                         alerts.jsonl, logs/ (launcher.log, rank-N.log, torchrun/), report/, stats/,
+                         eval/ (dpo-launch eval: summary.json, preference/, winrate/)
 ```
 Pure: no imports beyond the standard library, nothing is created here.
 """
@@ -39,6 +40,11 @@ def run_dir(output_dir: Path | str) -> Path:
 
 def logs_dir(output_dir: Path | str) -> Path:
     return run_dir(output_dir) / "logs"
+
+
+def eval_dir(output_dir: Path | str) -> Path:
+    """`dpo-launch eval`'s results; `summary.json` there is what `report` shows."""
+    return run_dir(output_dir) / "eval"
 
 
 def tensorboard_dir(output_dir: Path | str) -> Path:
