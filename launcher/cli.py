@@ -16,6 +16,8 @@ from pathlib import Path
 from launcher import __version__
 from launcher.commands import (
     convert,
+    evaluate,
+    generate,
     monitor,
     plan,
     report,
@@ -34,7 +36,7 @@ from launcher.errors import (
 )
 
 # Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
-COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert)
+COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, generate, evaluate)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,10 +1,12 @@
-"""`dpo-launch validate` and `plan` must stay fast: they never import the training stack, not even transitively."""
+"""`dpo-launch validate` and `plan` must stay fast: they never import the training stack, not even transitively;
+the evaluation commands (generate, eval, pairs, loop) do their heavy work in worker processes."""
 
 from __future__ import annotations
 
 import pytest
 
-from support.cli import REPO, probe
+from support.cli import REPO, probe, run_cli
+from support.training import make_workspace, training_env
 from support.workspaces import write_workspace
 
 
@@ -26,3 +28,16 @@ def test_the_probe_sees_what_the_cli_imports(tmp_path):
     # Guards the guard: argparse is always imported by the CLI, so the same probe must report it.
     assert probe(["--version"], REPO, tmp_path / "report.json", heavy=("argparse",)) == {
         "exit": 0, "heavy": ["argparse"]}
+
+
+@pytest.mark.slow
+def test_the_evaluation_commands_leave_the_training_stack_to_their_workers(tmp_path, tiny_model_dir):
+    # generate and eval do real work here (ChatModel generation, LLaMA-Factory's evaluation), all of it in
+    # `python -m launcher.evaluate.worker` processes; the CLI process itself stays free of the training stack.
+    ws = make_workspace(tmp_path / "ws", tiny_model_dir, max_steps=2, eval_dataset="demo_dpo")
+    trained = run_cli("train", "config.yaml", "--no-monitor", cwd=ws.root, env=training_env())
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    generate = ["generate", "out", "--prompts", "data/demo_dpo.jsonl", "--limit", "2", "--max-new-tokens", "4",
+                "--out", "gen.jsonl"]
+    assert probe(generate, ws.root, tmp_path / "generate.json") == {"exit": 0, "heavy": []}
+    assert probe(["eval", "out"], ws.root, tmp_path / "eval.json") == {"exit": 0, "heavy": []}
