@@ -4,15 +4,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup browser demo demo-loop test test-fast lint clean
 
 setup:
 	bash scripts/setup_env.sh
 
+# chromium + chromedriver for the human-judge page test (apt; see the script)
+browser:
+	bash scripts/setup_browser.sh
+
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 test-fast: setup

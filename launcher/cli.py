@@ -19,6 +19,7 @@ from launcher.commands import (
     evaluate,
     generate,
     monitor,
+    pairs,
     plan,
     report,
     tensorboard,
@@ -36,7 +37,7 @@ from launcher.errors import (
 )
 
 # Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
-COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, generate, evaluate)
+COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, generate, pairs, evaluate)
 
 
 class _Parser(argparse.ArgumentParser):
