@@ -9,7 +9,6 @@ folders beside it, and TensorBoard scalars (launcher.evaluate.results).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from launcher.evaluate.preference import (
     write_config,
 )
 from launcher.evaluate.results import write_scalars, write_summary
+from launcher.evaluate.winrate import WinRateRequest, win_rate_part
 from launcher.layout import eval_dir
 from launcher.lf.settings import setting
 
@@ -44,7 +44,7 @@ class EvalRequest:
     run_dir: Path
     pairs: str | None = None
     gate: list[Condition] = field(default_factory=list)
-    win_rate: Any = None  # a launcher.evaluate.winrate.WinRateRequest, or None
+    win_rate: WinRateRequest | None = None
     gate_text: str | None = None
 
 
@@ -59,7 +59,7 @@ class EvalOutcome:
         return gate_passed(self.checks)
 
 
-def evaluate(request: EvalRequest, win_rate_step: Callable[[Run, Any, Path], dict] | None = None) -> EvalOutcome:
+def evaluate(request: EvalRequest) -> EvalOutcome:
     """Run the parts that apply, write the results, check the gate."""
     run = Run.load(request.run_dir)
     folder = eval_dir(run.output_dir)
@@ -78,9 +78,11 @@ def evaluate(request: EvalRequest, win_rate_step: Callable[[Run, Any, Path], dic
         notes.append("held-out metrics skipped: the run has no eval_dataset (pass --pairs DATASET)")
     else:
         summary["preference"] = preference_part(run, *located, folder / "preference")
+        if request.pairs and located[0] != [request.pairs]:  # a file: name it as the user did
+            summary["preference"]["pairs"] = [request.pairs]
         summary["metrics"].update(summary["preference"]["metrics"])
-    if request.win_rate is not None and win_rate_step is not None:
-        summary["win_rate"] = win_rate_step(run, request.win_rate, folder / "winrate")
+    if request.win_rate is not None:
+        summary["win_rate"] = win_rate_part(run, request.win_rate, folder / "winrate")
         summary["metrics"].update(summary["win_rate"]["metrics"])
     checks = check_gate(request.gate, summary["metrics"])
     summary["gate"] = gate_record(request, checks) if request.gate else None

@@ -110,25 +110,55 @@ def device_ids(env: Mapping[str, str], gpus: int) -> list[str]:
     return [str(i) for i in range(gpus)]
 
 
+@dataclass
+class _Planned:
+    job: Generation
+    identity: dict
+    done: int
+    pending: int
+    workers: list[WorkerJob]
+
+
 def generate(job: Generation, force: bool = False, env: Mapping[str, str] | None = None) -> dict:
     """Run (or resume, or find complete) the generation; the meta record of OUT."""
+    return generate_all([job], force, env)[0]
+
+
+def generate_all(jobs: list[Generation], force: bool = False, env: Mapping[str, str] | None = None) -> list[dict]:
+    """Several generations; on CPU their workers run at the same time (their imports and model loads overlap),
+    on GPUs one generation after the other (each takes every GPU for its data-parallel workers)."""
     env = dict(os.environ if env is None else env)
     gpus = visible_gpus(env)
-    backend = choose_backend(job.backend, gpus)
-    identity = job.identity(backend)
-    finished = _finished(job, identity, force)
-    if finished is not None:
-        return finished
-    _claim_parts(job, identity, force)
-    done = read_chunks(job.parts)
-    pending = [p for p in job.prompts if p.index not in done]
-    workers = _plan_workers(job, pending, backend, device_ids(env, gpus))
+    results: list[dict | None] = []
+    planned: list[_Planned] = []
+    for job in jobs:
+        backend = choose_backend(job.backend, gpus)
+        identity = job.identity(backend)
+        finished = _finished(job, identity, force)
+        results.append(finished)
+        if finished is None:
+            _claim_parts(job, identity, force)
+            done = read_chunks(job.parts)
+            pending = [p for p in job.prompts if p.index not in done]
+            workers = _plan_workers(job, pending, backend, device_ids(env, gpus))
+            planned.append(_Planned(job, identity, len(done), len(pending), workers))
+    batches = [planned] if not gpus else [[p] for p in planned]
+    merged = iter([meta for batch in batches for meta in _run(batch)])
+    return [result if result is not None else next(merged) for result in results]
+
+
+def _run(batch: list[_Planned]) -> list[dict]:
+    if not batch:
+        return []
+    total = sum(len(p.job.prompts) for p in batch)
+    progress = Progress("generate", total, "prompts", done=sum(p.done for p in batch))
     started = time.monotonic()
-    progress = Progress("generate", len(job.prompts), "prompts", done=len(done))
+    workers = [w for p in batch for w in p.workers]
     if workers:
-        run_workers(workers, tick=lambda: progress.update(count_done(job.parts)))
+        run_workers(workers, tick=lambda: progress.update(sum(count_done(p.job.parts) for p in batch)))
     progress.close()
-    return _merge(job, identity, len(pending), time.monotonic() - started, len(workers))
+    seconds = time.monotonic() - started
+    return [_merge(p.job, p.identity, p.pending, seconds, len(p.workers)) for p in batch]
 
 
 def _finished(job: Generation, identity: dict, force: bool) -> dict | None:

@@ -16,6 +16,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
         self.every, self.last_print = every, 0.0
+        self.printed: int | None = None  # the count the last printed line showed
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def update(self, done: int) -> None:
@@ -25,11 +26,14 @@ class Progress:
             self._write("\r" + self.line() + "\x1b[K")
         elif now - self.last_print >= self.every:
             self._write(self.line() + "\n")
+            self.printed = done
         else:
             return
         self.last_print = now
 
     def close(self) -> None:
+        if not self.live and self.last_print and self.done == self.printed:
+            return  # the last line printed already says it
         self._write(("\r" if self.live else "") + self.line() + ("\x1b[K\n" if self.live else "\n"))
 
     def line(self) -> str:
