@@ -13,6 +13,7 @@ import pytest
 
 from launcher.errors import EXIT_GATE_FAILED
 from launcher.evaluate.stats import wilson_interval
+
 from support.cli import run_cli
 from support.training import make_workspace, training_env
 
@@ -58,8 +59,8 @@ def test_the_win_rate_is_what_the_reward_models_scores_say_and_gates_on_its_lowe
     ids = [r["id"] for r in records[files["policy"]]]
     ours = [scores[f"{files['policy']}:{i}"] for i in ids]
     theirs = [scores[f"{files['baseline']}:{i}"] for i in ids]
-    wins = sum(a > b for a, b in zip(ours, theirs))
-    losses = sum(a < b for a, b in zip(ours, theirs))
+    wins = sum(a > b for a, b in zip(ours, theirs, strict=True))
+    losses = sum(a < b for a, b in zip(ours, theirs, strict=True))
     counts = part["counts"]
     assert (counts["wins"], counts["losses"], counts["ties"], counts["invalid"], counts["n"]) == (
         wins, losses, 8 - wins - losses, 0, 8)
