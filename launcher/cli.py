@@ -18,6 +18,7 @@ from launcher.commands import (
     convert,
     evaluate,
     generate,
+    loop,
     monitor,
     pairs,
     plan,
@@ -37,7 +38,7 @@ from launcher.errors import (
 )
 
 # Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
-COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, generate, pairs, evaluate)
+COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, generate, pairs, evaluate, loop)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -8,7 +8,7 @@ from pathlib import Path
 from launcher.evaluate.judge_http import HttpSettings, OpenAIJudge
 from launcher.evaluate.judge_human import HumanJudge
 from launcher.evaluate.judge_rm import RewardModelJudge
-from launcher.evaluate.judging import Judge, JudgeSpec
+from launcher.evaluate.judging import DEFAULT_KEY_ENV, Judge, JudgeSpec, parse_judge
 
 
 @dataclass
@@ -29,3 +29,11 @@ def make_judge(options: JudgeOptions, folder: Path, human_log: Path, template: s
     if spec.kind == "openai":
         return OpenAIJudge(str(spec.target), str(spec.model), options.http, options.prompt_file)
     return HumanJudge(human_log, options.host, options.port)
+
+
+def options_from(values: dict) -> JudgeOptions:
+    """JudgeOptions from judge_* keys (a loop file's); UsageError for a judge that cannot be read."""
+    http = HttpSettings(concurrency=int(values.get("judge_concurrency", 4)),
+                        key_env=str(values.get("judge_api_key_env", DEFAULT_KEY_ENV)))
+    return JudgeOptions(parse_judge(str(values["judge"]), values.get("judge_model")), values.get("judge_template"),
+                        http, values.get("judge_prompt"), port=values.get("port"))
