@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from launcher.errors import EXIT_GATE_FAILED
+
 from support.cli import REPO, run_cli, run_main
 from support.training import TRAIN_DEFAULTS, training_env
 
