@@ -16,6 +16,10 @@ browser:
 demo: setup
 	bash scripts/demo.sh
 
+# one round of online DPO with a reward-model judge (generate, judge, pairs, train, eval, gate), under 3 minutes
+demo-loop: setup
+	bash scripts/demo_loop.sh
+
 test: setup browser
 	$(PY) -m pytest -q
 

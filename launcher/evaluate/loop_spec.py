@@ -95,7 +95,9 @@ class LoopSpec:
     evaluation: Evaluation
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.evaluation.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """What finished evaluations depend on: the eval settings except the gate (re-checked on stored metrics)."""
+        settings = {k: v for k, v in self.evaluation.raw.items() if k != "gate"}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class _Reader:

@@ -105,6 +105,13 @@ def test_a_failed_gate_stops_the_loop_with_exit_6_and_a_rerun_repeats_nothing(tm
     again = run_cli("loop", "loop.yaml", cwd=root, env=training_env(), timeout=600)
     assert again.returncode == EXIT_GATE_FAILED and again.stderr.splitlines()[-1] == message
     assert state(root)["rounds"]["1"]["steps"] == before["rounds"]["1"]["steps"]
+    # the gate is checked again on the stored metrics: relaxed (and the unstarted round dropped), the loop ends
+    spec = yaml.safe_load((root / "loop.yaml").read_text())
+    spec["eval"]["gate"], spec["rounds"] = "accuracy>=0", spec["rounds"][:1]
+    (root / "loop.yaml").write_text(yaml.safe_dump(spec))
+    relaxed = run_main("loop", "loop.yaml", cwd=root)
+    assert relaxed.returncode == 0, relaxed.stdout + relaxed.stderr
+    assert state(root)["rounds"]["1"]["steps"] == before["rounds"]["1"]["steps"] and state(root)["status"] == "done"
 
 
 def test_the_loop_file_is_checked_first_and_every_problem_located(tmp_path):

@@ -1,6 +1,7 @@
-"""Fixtures of the evaluation tests: a tiny reward model trained by LLaMA-Factory (`llamafactory-cli train` with
-`stage: rm` on the demo pairs), built once into <repo>/.cache/tiny-rm and reused while its config is unchanged.
-Its scores are deterministic, so win rates, pairs and gates built on them can be asserted."""
+"""The judge of the evaluation tests: a tiny reward model trained by LLaMA-Factory (`llamafactory-cli train` on the
+loop demo's judge config, config/loop/demo_rm.yaml: `stage: rm` on the demo pairs), built once into
+<repo>/.cache/tiny-rm and reused while that config is unchanged. Its scores are deterministic, so win rates, pairs
+and gates built on them can be asserted. tests/conftest.py makes `tiny_reward_model` a fixture everywhere."""
 
 from __future__ import annotations
 
@@ -18,10 +19,7 @@ from support.cli import REPO
 from support.training import training_env
 
 RM_CACHE = REPO / ".cache" / "tiny-rm"
-RM_CONFIG = {"stage": "rm", "do_train": True, "finetuning_type": "full", "dataset": "demo_dpo", "dataset_dir": "data",
-             "template": "default", "cutoff_len": 64, "preprocessing_num_workers": 1, "per_device_train_batch_size": 16,
-             "learning_rate": 3.0e-3, "lr_scheduler_type": "constant", "num_train_epochs": 8, "logging_steps": 16,
-             "save_strategy": "no", "report_to": "none", "seed": 42, "overwrite_output_dir": True}
+RM_CONFIG = yaml.safe_load((REPO / "config" / "loop" / "demo_rm.yaml").read_text(encoding="utf-8"))
 
 
 def build_tiny_reward_model(model: Path, target: Path = RM_CACHE) -> Path:
@@ -33,7 +31,7 @@ def build_tiny_reward_model(model: Path, target: Path = RM_CACHE) -> Path:
     (work / "data").mkdir(parents=True)
     for name in ("dataset_info.json", "demo_dpo.jsonl"):
         shutil.copyfile(REPO / "data" / name, work / "data" / name)
-    config = {"model_name_or_path": str(model), **RM_CONFIG, "output_dir": str(work / "model")}
+    config = {**RM_CONFIG, "model_name_or_path": str(model), "output_dir": str(work / "model")}
     (work / "rm.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run([sys.executable, "-m", "llamafactory.cli", "train", "rm.yaml"], cwd=work,
                             env=training_env(), capture_output=True, text=True, timeout=900)
