@@ -4,15 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup browser demo demo-loop test test-fast lint clean
 
 setup:
 	bash scripts/setup_env.sh
 
+# chromium + chromedriver for the human-judge page test (apt; see the script)
+browser:
+	bash scripts/setup_browser.sh
+
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+# one round of online DPO with a reward-model judge (generate, judge, pairs, train, eval, gate), under 3 minutes
+demo-loop: setup
+	bash scripts/demo_loop.sh
+
+test: setup browser
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -20,7 +20,11 @@ from typing import NoReturn
 from launcher import __version__
 from launcher.commands import (
     convert,
+    evaluate,
+    generate,
+    loop,
     monitor,
+    pairs,
     plan,
     report,
     schema,
@@ -45,7 +49,7 @@ from launcher.errors import (
 )
 
 # Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
-COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, schema)
+COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, schema, generate, pairs, evaluate, loop)
 
 
 class _ArgparseError(UsageError):

@@ -9,7 +9,8 @@ launcher, the worker inside each rank and the readers (monitor, report, tensorbo
   dpo-launch/            resolved_config.json|yaml, plan.json, versions.json, datasets.json, runtime.json,
                          alerts.jsonl, logs/ (launcher.log, rank-N.log, torchrun/), report/, stats/,
                          status.json, launches.jsonl (every launch of the run), lock (held by the launcher
-                         that owns the run), heartbeat/rank-N.json (each rank's last sign of progress)
+                         that owns the run), heartbeat/rank-N.json (each rank's last sign of progress),
+                         eval/ (dpo-launch eval: summary.json, preference/, winrate/)
 ```
 Pure: no imports beyond the standard library, nothing is created here.
 """
@@ -48,6 +49,11 @@ def run_dir(output_dir: Path | str) -> Path:
 
 def logs_dir(output_dir: Path | str) -> Path:
     return run_dir(output_dir) / "logs"
+
+
+def eval_dir(output_dir: Path | str) -> Path:
+    """`dpo-launch eval`'s results; `summary.json` there is what `report` shows."""
+    return run_dir(output_dir) / "eval"
 
 
 def tensorboard_dir(output_dir: Path | str) -> Path:

@@ -13,6 +13,7 @@ from hypothesis import settings
 settings.register_profile("fast", max_examples=10)
 
 from support.cli import HEAVY, run_cli  # noqa: E402  (after the profile is registered)
+from support.reward_model import tiny_reward_model  # noqa: E402,F401  (the evaluation tests' judge)
 from support.training import *  # noqa: E402,F401,F403  (tiny model and workspace fixtures)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from launcher.atomic import atomic_write, write_text_atomic
 from launcher.layout import OWN_DIR
+from launcher.observe.eval_section import evaluation_lines
 from launcher.observe.run_state import FINISHED_TAG, RunState
 
 REPORT_DIR = Path(OWN_DIR) / "report"
@@ -155,7 +156,8 @@ def render_markdown(state: RunState, plots: list[str], skipped: list[str] | None
     lines += [f"- {line}" for line in _summary_lines(state)]
     lines += [f"- Skipped, could not be read: {problem}" for problem in skipped or []] + ["", "## Metrics", ""]
     lines += ["Best is the lowest loss and rejected reward, the highest chosen reward, margin and accuracy.", ""]
-    lines += _metrics_table(state) + ["", "## Alerts", ""] + _alert_lines(state) + ["", "## Plots", ""]
+    lines += _metrics_table(state) + ["", "## Alerts", ""] + _alert_lines(state)
+    lines += ["", "## Evaluation", ""] + evaluation_lines(state.run_dir) + ["", "## Plots", ""]
     lines += [f"![{name}]({name})" for name in plots] or ["(no metrics were logged)"]
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,7 @@ Every `import` of a `launcher` module counts, at module level or inside a functi
 the shared vocabulary (errors, layout, versions, atomic writes, run status, the launcher-rank lifeline), `lf/`
 (what LLaMA-Factory makes of a config), `check/` (validate), `plan/`, then the stages that use a plan or a run
 directory (`observe/`, `stats/`, `convert/`), the run itself (`run/` in the launcher, `worker/` inside each
-rank), `commands/`, and `cli`.
+rank), what comes after a run (`evaluate/`: generate, judge, eval, loop), `commands/`, and `cli`.
 A module imports from its own stage or a lower one.
 """
 
@@ -26,6 +26,7 @@ LAYERS = (
     ("launcher.plan",),
     ("launcher.observe", "launcher.stats", "launcher.convert"),
     ("launcher.run", "launcher.worker"),
+    ("launcher.evaluate",),
     ("launcher.commands",),
     ("launcher.cli",),
     ("launcher.__main__",),
@@ -129,7 +130,7 @@ def test_subpackage_inits_hold_only_a_docstring(path):
 
 
 def test_heavy_packages_are_imported_at_module_level_only_inside_a_rank():
-    allowed = ("launcher.worker", "launcher.stats.worker")
+    allowed = ("launcher.worker", "launcher.stats.worker", "launcher.evaluate.worker")
     offenders = []
     for name, path in MODULES.items():
         if name.startswith(allowed):

@@ -78,6 +78,22 @@ def test_tensorboard_refuses_a_missing_run_as_a_process(tmp_path):
     assert result.stderr.startswith("dpo-launch tensorboard: error: ")
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("argv, message", [
+    (("generate", "m", "--prompts", "missing.jsonl"), "dpo-launch generate: error: {cwd}/missing.jsonl: no such "
+                                                      "prompts file"),
+    (("pairs", "missing.jsonl", "--judge", "human", "--out", "o.jsonl"),
+     "dpo-launch pairs: error: missing.jsonl: no such candidates file (write one with `dpo-launch generate`)"),
+    (("eval", "."), "dpo-launch eval: error: {cwd} is not a dpo-launch run directory: {cwd}/dpo-launch/"
+                    "resolved_config.json is missing (pass the output_dir of a run started with `dpo-launch train`)"),
+    (("loop", "missing.yaml"), "dpo-launch loop: missing.yaml has errors; nothing was started"),
+], ids=lambda value: value[0] if isinstance(value, tuple) else "")
+def test_the_evaluation_commands_refuse_bad_input_as_processes(argv, message, tmp_path):
+    result = run_cli(*argv, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == message.format(cwd=tmp_path)
+
+
 def test_an_abbreviated_flag_is_refused_and_a_previous_run_is_untouched(workspace):
     """argparse accepts unique prefixes by default, so `--o` used to mean `--overwrite` and deleted checkpoints."""
     checkpoint = workspace / "runs" / "demo" / "checkpoint-5"
@@ -94,6 +110,9 @@ def test_an_abbreviated_flag_is_refused_and_a_previous_run_is_untouched(workspac
     (("train", "c.yaml", "--overwrit"), "--overwrit"), (("train", "c.yaml", "--resum"), "--resum"),
     (("monitor", "run", "--onc"), "--onc"), (("tensorboard", "run", "--por", "1"), "--por 1"),
     (("convert", "in.jsonl", "--out", "o.jsonl", "--forc"), "--forc"),
+    (("generate", "m", "--prompts", "p.jsonl", "--forc"), "--forc"), (("eval", "run", "--gat", "x"), "--gat x"),
+    (("pairs", "c.jsonl", "--judge", "human", "--out", "o.jsonl", "--forc"), "--forc"),
+    (("loop", "loop.yaml", "--nproc", "2"), "--nproc 2"),
 ], ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
 def test_no_command_expands_a_prefix_of_one_of_its_flags(argv, unknown, tmp_path):
     result = run_main(*argv, cwd=tmp_path)
@@ -110,7 +129,8 @@ def test_a_missing_command_is_a_usage_error():
 def test_help_exits_0_and_names_every_command():
     result = run_main("--help")
     assert result.returncode == 0
-    for command in ("validate", "plan", "train", "monitor", "tensorboard", "report", "convert"):
+    for command in ("validate", "plan", "train", "monitor", "tensorboard", "report", "convert", "generate", "pairs",
+                    "eval", "loop"):
         assert command in result.stdout
 
 
