@@ -35,6 +35,7 @@ DEFAULT_PORT = 6006  # TensorBoard's own default, where it starts looking for a 
 HOST = "127.0.0.1"
 START_TIMEOUT = 120.0  # TensorBoard imports a lot; on a busy 2-core machine it can take tens of seconds
 STOP_TIMEOUT = 10.0
+POLL_SECONDS = 0.2  # how soon a stop signal is acted on once the server is up
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # tensorboard/program.py WerkzeugServer.print_serving_message, written to stderr after the port is bound
 SERVING = re.compile(r"^TensorBoard \S+ at (http://\S+?/) \(Press CTRL\+C to quit\)")
@@ -56,11 +57,16 @@ class Stopped(Exception):
 
 
 class _StopOnSignals:
-    """While active, the first SIGINT/SIGTERM/SIGHUP raises Stopped in the main thread; later ones are noted only,
-    so the server's shutdown is not cut short. Installed over an inherited SIG_IGN too."""
+    """While active, the first SIGINT/SIGTERM/SIGHUP is recorded; while `interrupting` it also raises Stopped in
+    the main thread (to cut a slow start short). Later signals are noted only, so the server's shutdown is not cut
+    short. Installed over an inherited SIG_IGN too.
+
+    Once the server is up the main thread polls `received` instead of being interrupted: an exception raised
+    inside `Popen.wait` can leave its internal lock held, and the shutdown's own wait would then block forever."""
 
     def __enter__(self) -> _StopOnSignals:
         self.received: int | None = None
+        self.interrupting = True
         self.previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         return self
 
@@ -71,7 +77,17 @@ class _StopOnSignals:
     def _handle(self, signum, _frame) -> None:
         if self.received is None:
             self.received = signum
-            raise Stopped(signum)
+            if self.interrupting:
+                raise Stopped(signum)
+
+    def wait_for_stop_or_exit(self, server: Server) -> int:
+        """Block until a stop signal (raises Stopped) or the server's own exit (its code)."""
+        self.interrupting = False
+        while self.received is None:
+            code = server.wait(timeout=POLL_SECONDS)
+            if code is not None:
+                return code
+        raise Stopped(self.received)
 
 
 class Server:
@@ -162,11 +178,11 @@ def serve(run_dir: str, port: int | None = None) -> int:
         raise UserError("the tensorboard package is not installed in this environment "
                         "(pip install 'dpo-launch[train]' or pip install tensorboard)")
     server = Server(logdir, port)
-    with _StopOnSignals():
+    with _StopOnSignals() as stops:
         try:
             server.start()
             print(f"TensorBoard for {logdir} at {server.wait_until_serving()} (Ctrl-C to stop)", flush=True)
-            code = server.wait()
+            code = stops.wait_for_stop_or_exit(server)
             raise UserError(f"TensorBoard stopped on its own (exit code {code})"
                             + (": " + " | ".join(server.last_lines) if server.last_lines else ""))
         except Stopped as stop:

@@ -24,8 +24,9 @@ def kto_pair_loss(beta: float, chosen_logps, rejected_logps, ref_chosen_logps, r
     """The paired KTO loss of trl <= 0.19 (HALOs eqn 7): returns (losses, chosen_rewards, rejected_rewards).
 
     The KL term of each half is estimated from the other half's batch-mean log-ratio, clamped at 0 (not
-    detached, as in trl 0.8-0.19, the version LF's `kto_pair` was written against). Old trl returned the 2B losses concatenated; we return the per-pair mean of the two
-    halves (shape B): the same batch mean, and it stays compatible with LF adding `pref_ftx`/BCO terms per pair.
+    detached, as in trl 0.8-0.19, the version LF's `kto_pair` was written against). Old trl returned the 2B losses
+    concatenated; we return the per-pair mean of the two halves (shape B): the same batch mean, and it stays
+    compatible with LF adding `pref_ftx`/BCO terms per pair.
     """
     import torch
 

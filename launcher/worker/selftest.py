@@ -1,8 +1,9 @@
 """The worker's first-batch loss self-test and its `runtime.json` report (imported by the worker only).
 
-At step 0 the policy equals its reference, so every loss with a reference has a closed form (docs/upstream-notes.md#first-step-loss;
-`launcher.lf.losses.Loss.first_step_loss`). The worker compares the first training micro-batch's loss with it and
-stops with a clear message when they disagree: cheap, and it catches the next silent loss regression upstream.
+At step 0 the policy equals its reference, so every loss with a reference has a closed form
+(docs/upstream-notes.md#first-step-loss; `launcher.lf.losses.Loss.first_step_loss`). The worker compares the first
+training micro-batch's loss with it and stops with a clear message when they disagree: cheap, and it catches the
+next silent loss regression upstream.
 The probe also sees the built trainer, so it reports which reference model was actually built.
 
 Two things look like a wrong loss and are not, so they are named as what they are: a non-finite first loss
@@ -110,7 +111,8 @@ def _count_parameters(module, skip_adapters: bool = False) -> int:
 
 
 def reference_info(trainer, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The reference model the trainer actually holds: kind, class and parameter count (docs/upstream-notes.md#reference-model)."""
+    """The reference model the trainer actually holds: kind, class and parameter count
+    (docs/upstream-notes.md#reference-model)."""
     if not resolve_loss(cfg).uses_reference:
         return {"kind": "none", "class": None, "parameters": None}
     if trainer.ref_model is None:

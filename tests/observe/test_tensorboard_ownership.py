@@ -32,6 +32,22 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
 @pytest.fixture(autouse=True)
 def no_server_left_behind(tmp_path):
     """Whatever a failing test leaves running under its own tmp_path is killed (by pid) after it."""
@@ -62,6 +78,11 @@ def stop_and_collect(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, 
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        for pid in descendants(proc.pid):  # the launcher under a bash script keeps the pipes open
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError(f"still running {timeout} s after the signal; stderr: {err}") from None

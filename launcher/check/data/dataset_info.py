@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from launcher.check.config import Position, index_positions
+from launcher.check.data.json_keys import repeated_keys
 from launcher.check.data.verdicts import describe
 from launcher.check.diagnostics import ERROR, WARNING, Diagnostic, expected_one_of, suggestion_hint
 from launcher.check.schema_words import JSON_TYPE_WORDS, type_words
@@ -56,7 +57,7 @@ def validator():
     def refuse(uri: str):  # local-only: never fetch a $ref over the network
         raise LookupError(f"remote $ref not allowed: {uri}")
 
-    return jsonschema.Draft202012Validator(schema, registry=Registry(retrieve=refuse))
+    return jsonschema.Draft202012Validator(schema, registry=Registry(retrieve=refuse))  # type: ignore[call-arg]
 
 
 def load_dataset_info(path: Path, display: str) -> tuple[DatasetInfo | None, list[Diagnostic]]:
@@ -78,12 +79,15 @@ def load_dataset_info(path: Path, display: str) -> tuple[DatasetInfo | None, lis
     except RecursionError:
         return fail("json-syntax", "invalid JSON: nested too deeply (more than about 1,000 levels)", 1, 1)
     if not isinstance(entries, dict):
-        return fail("schema", f"expected an object mapping dataset names to entries but got a {type(entries).__name__}", 1, 1)
+        return fail("schema", "expected an object mapping dataset names to entries but got a "
+                    f"{type(entries).__name__}", 1, 1)
     info = DatasetInfo(display, entries)
     try:  # JSON is YAML: the composer gives positions; values still come from json
-        index_positions(yaml.compose(text, Loader=yaml.SafeLoader), (), display, info.keys, info.values)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, RecursionError):
-        pass
+        node = None
+    if node is not None:
+        index_positions(node, (), display, info.keys, info.values)
     return info, [_duplicate(text, display, key) for key in duplicates]
 
 
@@ -99,8 +103,7 @@ def _keep_last(pairs: list, duplicates: list[str]) -> dict:
     """dict(pairs) as json.load builds it, noting the keys given twice."""
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen: set = set()
-        duplicates += [key for key, _ in pairs if key in seen or seen.add(key)]
+        duplicates += repeated_keys(pairs)
     return result
 
 

@@ -38,7 +38,7 @@ MODES = {"dpo": "pairwise", "rm": "pairwise", "kto": "kto"}
 
 def dataset_names(loaded: LoadedConfig) -> list[tuple[str, int | None, str]]:
     """(config key, list index or None, name) for every dataset, split as LF's `split_arg` splits."""
-    found = []
+    found: list[tuple[str, int | None, str]] = []
     for key in DATASET_KEYS:
         value = loaded.values.get(key)
         if isinstance(value, str):
@@ -86,7 +86,8 @@ def check_datasets(loaded: LoadedConfig, cwd: Path) -> tuple[list[Diagnostic], d
 
 
 def _remote(loaded: LoadedConfig, names: list, dataset_dir: str, summary: dict) -> list[Diagnostic]:
-    where = "names are Hub dataset ids" if dataset_dir == "ONLINE" else f"dataset_info.json is on the Hub ({dataset_dir[7:]})"
+    where = ("names are Hub dataset ids" if dataset_dir == "ONLINE"
+             else f"dataset_info.json is on the Hub ({dataset_dir[7:]})")
     for _, _, name in names:
         summary["datasets"][name] = {"source": "hub", "files": [], "checked": False}
     return [loaded.diagnostic(NOTE, "hub-not-checked", f"dataset_dir is {dataset_dir!r}: {where}; datasets are "
@@ -113,8 +114,9 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
                  summary: dict, media_dir: str) -> list[Diagnostic]:
     entry = info.entries[name]
     source = next((f for f in HUB_FIELDS + ("script_url", "cloud_file_name") if f in entry), "file_name")
+    checked_files: list[str] = []
     record = summary["datasets"][name] = {"source": source.removesuffix("_url").removesuffix("_name"),
-                                          "files": [], "checked": False}
+                                          "files": checked_files, "checked": False}
     found = _entry_rules(info, name, entry, mode)
     if source != "file_name":
         return found + [info.diagnostic(NOTE, "hub-not-checked", f"entry '{name}' is loaded from {source} "
@@ -133,10 +135,10 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
         entry_level, in_file = _scan(data_file, checker, summary, info, name, len(files) == 1)
         found += entry_level
         file_found += in_file
-        record["files"].append(data_file.display)
+        checked_files.append(data_file.display)
     record["checked"] = True
     if not any(summary["files"][f.display]["records"] + summary["files"][f.display]["unparsable"] for f in files):
-        found.append(info.diagnostic(ERROR, "dataset-empty", f"entry '{name}': {', '.join(record['files'])} holds "
+        found.append(info.diagnostic(ERROR, "dataset-empty", f"entry '{name}': {', '.join(checked_files)} holds "
                                      "no records; LLaMA-Factory cannot train on an empty dataset", name, "file_name",
                                      key=False))
     return found + file_found
@@ -181,9 +183,13 @@ def local_dataset_sizes(loaded: LoadedConfig, cwd: Path, data_summary: dict | No
 
 def _counted(data_summary: dict | None, name: str) -> list[int] | None:
     """The record counts check_datasets took for this dataset's files, when it read every one of them."""
-    found = (data_summary or {}).get("datasets", {}).get(name, {})
-    counts = [data_summary["files"].get(f, {}).get("records") for f in found.get("files", [])] if found else []
-    return counts if found.get("checked") and counts and None not in counts else None
+    if data_summary is None:
+        return None
+    found = data_summary.get("datasets", {}).get(name, {})
+    counts = [data_summary["files"].get(f, {}).get("records") for f in found.get("files", [])]
+    if not found.get("checked") or not counts or None in counts:
+        return None
+    return [int(count) for count in counts]
 
 
 def _size(entry: dict, dataset_dir: str, cwd: Path, counted: list[int] | None = None) -> int | None:
@@ -195,8 +201,10 @@ def _size(entry: dict, dataset_dir: str, cwd: Path, counted: list[int] | None = 
     if counted is not None:
         return sum(counted)
     files, error, _ = resolve_files(dataset_dir, entry["file_name"], cwd)
-    counts = [count_records(f) for f in files] if not error else [None]
-    return None if None in counts else sum(counts)
+    if error:
+        return None
+    counts = [count_records(f) for f in files]
+    return None if any(count is None for count in counts) else sum(count or 0 for count in counts)
 
 
 __all__ = ["check_datasets", "local_dataset_sizes", "dataset_names"]

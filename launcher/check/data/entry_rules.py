@@ -77,7 +77,7 @@ def _columns(info: DatasetInfo, name: str, entry: dict, attr: Attr, mode: str | 
 
 
 def _unmapped(info: DatasetInfo, name: str, entry: dict, column: str, severity: str, why: str) -> Diagnostic:
-    columns = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
+    columns = entry["columns"] if isinstance(entry.get("columns"), dict) else {}
     how = "is mapped to an empty string" if columns.get(column) == "" else "is not mapped"
     if "columns" in entry and column not in columns and column in ("prompt", "messages", "response"):
         how += " (once columns is given, unlisted columns have no default)"

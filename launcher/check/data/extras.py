@@ -31,7 +31,8 @@ def explain_extras(ck, rec: dict, out: list) -> str:
             verdict = CRASH
     system = rec.get(c["system"]) if c["system"] else None
     if system is not None and not isinstance(system, str):
-        out.append(Problem(ERROR, "value-type", c["system"], f"'{c['system']}' must be a string but got {describe(system)}"))
+        out.append(Problem(ERROR, "value-type", c["system"],
+                           f"'{c['system']}' must be a string but got {describe(system)}"))
         verdict = CRASH
     templated = templated_problem(system, c["system"]) if c["system"] else None
     if templated:

@@ -121,10 +121,10 @@ def _resolve_files(dataset_dir: str, file_name: str, cwd: Path) -> tuple[list[Da
         siblings = sorted(p.name for p in local.parent.iterdir()) if is_kind(local.parent, "is_dir") else []
         return [], f"file {display} not found (LLaMA-Factory: 'File {display} not found.')", suggestion_hint(
             Path(file_name).name, siblings) or "file_name is relative to dataset_dir"
-    types = {FILEEXT2TYPE.get(Path(p).suffix[1:]) for p, _ in paths}
-    if None in types:
-        bad = next(shown for p, shown in paths if FILEEXT2TYPE.get(Path(p).suffix[1:]) is None)
-        return [], f"{bad}: not a loadable file type; allowed: {', '.join(FILEEXT2TYPE)}", None
+    unloadable = [shown for p, shown in paths if Path(p).suffix[1:] not in FILEEXT2TYPE]
+    if unloadable:
+        return [], f"{unloadable[0]}: not a loadable file type; allowed: {', '.join(FILEEXT2TYPE)}", None
+    types = {FILEEXT2TYPE[Path(p).suffix[1:]] for p, _ in paths}
     if len(types) > 1:
         return [], f"folder {display} mixes file types ({', '.join(sorted(types))}); LLaMA-Factory raises " \
                    "'File types should be identical.'", None

@@ -36,14 +36,24 @@ def count_keys(value: object) -> int:
     return 0
 
 
+def repeated_keys(pairs: list[tuple[str, object]]) -> list[str]:
+    """The keys of one object's (key, value) pairs that were given before, in order."""
+    seen: set[str] = set()
+    repeated = []
+    for key, _ in pairs:
+        if key in seen:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
 def first_repeated_key(raw: bytes) -> str | None:
     """The first key found written twice in one object of the line (the exact, slower parse), or None."""
     found: list[str] = []
 
     def keep_last(pairs: list) -> dict:
         if not found:
-            seen: set = set()
-            found.extend(key for key, _ in pairs if key in seen or seen.add(key))
+            found.extend(repeated_keys(pairs))
         return dict(pairs)
 
     try:
@@ -53,4 +63,4 @@ def first_repeated_key(raw: bytes) -> str | None:
     return found[0] if found else None
 
 
-__all__ = ["count_keys", "first_repeated_key", "may_repeat_a_key"]
+__all__ = ["count_keys", "first_repeated_key", "may_repeat_a_key", "repeated_keys"]

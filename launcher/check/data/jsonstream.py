@@ -63,12 +63,13 @@ def iter_json_lines(path: Path, check_keys: bool = True) -> Iterator[tuple[int, 
     with open(path, "rb") as handle:
         for line, raw in enumerate(iter(lambda: handle.readline(step), b""), 1):
             if len(raw) == step and not raw.endswith(b"\n"):
-                raw = _long_line(handle, raw, limit, step)
-                if raw is None:  # stop: finding the end of this line could mean reading gigabytes
+                whole = _long_line(handle, raw, limit, step)
+                if whole is None:  # stop: finding the end of this line could mean reading gigabytes
                     yield index, line, SyntaxProblem(f"record larger than {_size(limit)} (the most dpo-launch "
                                                      "reads); a line this long is not one training example", line,
                                                      fatal=True)
                     return
+                raw = whole
             if line == 1 and raw.startswith(BOM):  # pyarrow, which LF loads JSON Lines with, accepts a BOM
                 raw = raw[len(BOM):]
             try:
@@ -226,7 +227,8 @@ def _array_items(reader: _ArrayReader, decoder: json.JSONDecoder) -> Iterator[tu
             return
         if separator != ",":
             found = f"'{separator}'" if separator else "the end of the file"
-            yield index, reader.line, reader.problem(f"invalid JSON: expected ',' or ']' after record {index - 1} but found {found}")
+            yield index, reader.line, reader.problem(
+                f"invalid JSON: expected ',' or ']' after record {index - 1} but found {found}")
             return
         reader.advance(reader.pos + 1)
 

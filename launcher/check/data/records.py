@@ -97,6 +97,7 @@ class RecordChecker:
             chosen, rejected = rec.get(chosen_key), rec.get(rejected_key)
             if not (turns_ok(rec.get(messages_key)) and answer_ok(chosen) and answer_ok(rejected)):
                 return False
+            assert chosen is not None and rejected is not None  # answer_ok holds for neither None
             return chosen[content_key] != rejected[content_key] and (extras is None or not extras(rec))
 
         def feedback(rec: dict) -> bool:
