@@ -48,6 +48,14 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def kill_descendants(pid: int) -> None:
+    for child in descendants(pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture(autouse=True)
 def no_server_left_behind(tmp_path):
     """Whatever a failing test leaves running under its own tmp_path is killed (by pid) after it."""
@@ -78,11 +86,7 @@ def stop_and_collect(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, 
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        for pid in descendants(proc.pid):  # the launcher under a bash script keeps the pipes open
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_descendants(proc.pid)  # the launcher under a bash script keeps the pipes open
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError(f"still running {timeout} s after the signal; stderr: {err}") from None
@@ -125,16 +129,25 @@ def test_a_port_taken_by_another_runs_server_is_refused_not_reported_as_ours(tmp
 
 
 @pytest.mark.subprocess
+def test_a_background_job_of_a_bash_script_starts_with_sigint_ignored():
+    """The premise of the next test: bash starts `cmd &` of a non-interactive script with SIGINT ignored."""
+    status = subprocess.run(["bash", "-c", "grep SigIgn /proc/self/status & wait"], capture_output=True,
+                            text=True, check=True).stdout
+    assert int(status.split()[1], 16) & (1 << (signal.SIGINT - 1))
+
+
+@pytest.mark.subprocess
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"])
 def test_started_with_ampersand_from_a_script_it_stops_on_each_stop_signal(tmp_path, signum):
     run = write_run(tmp_path / "run", 3)
     with start(run, "--port", "0", script=True) as proc:
-        pid = int(proc.stderr.readline().split()[1])
-        ignored = int(Path(f"/proc/{pid}/status").read_text().split("SigIgn:")[1].split()[0], 16)
-        assert ignored & (1 << (signal.SIGINT - 1))  # what bash does to a background job of a script
-        assert URL_LINE.match(proc.stdout.readline())
-        os.kill(pid, signum)
-        code, _, err = stop_and_collect(proc)
+        try:
+            pid = int(proc.stderr.readline().split()[1])
+            assert URL_LINE.match(proc.stdout.readline())
+            os.kill(pid, signum)
+            code, _, err = stop_and_collect(proc)
+        finally:  # a failed assertion must not leave Popen.__exit__ waiting on bash, which waits on the launcher
+            kill_descendants(proc.pid)
     assert code == 128 + signum
     assert err.endswith(f"dpo-launch tensorboard: stopped by {signal.Signals(signum).name}\n")
     assert processes_mentioning(str(run / "tensorboard")) == []
