@@ -109,7 +109,9 @@ def test_a_stopped_rank_is_named_every_rank_dumps_its_stack_and_the_job_exits_5(
     for rank in (0, 1):  # faulthandler's dump: every thread, the training loop's frames included
         log = (out / "dpo-launch" / "logs" / f"rank-{rank}.log").read_text()
         assert "(most recent call first):" in log and 'File "' in log and "in train" in log, log[-2000:]
-    [record] = [json.loads(line) for line in (out / "dpo-launch" / "alerts.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "dpo-launch" / "alerts.jsonl").read_text().splitlines()]
+    # the tiny model's health alerts of the steps before the stall may be there too; the stall is recorded once
+    [record] = [record for record in records if record["rule"] == "rank-stalled"]
     assert (record["rule"], record["severity"], record["values"]["ranks"]) == ("rank-stalled", "error", [1])
     assert (status(out)["state"], status(out)["exit_code"]) == ("stalled", 5)
     assert processes_mentioning(str(tmp_path)) == []
