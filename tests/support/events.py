@@ -1,41 +1,16 @@
 """Event files written byte by byte, without torch or tensorboard: a TFRecord per Event holding scalars, as
-TensorBoard's writers lay them out (the framing and field numbers are in launcher/observe/events.py), which is what
+TensorBoard's writers lay them out (launcher/observe/event_writing.py writes them), which is what
 HF's TensorBoardCallback writes through torch's SummaryWriter for a scalar. tests/observe/test_events.py checks the
 reader against TensorBoard's own on files torch wrote; these only feed the readers."""
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from launcher.observe.events import masked_crc32c
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, wire: int, payload: bytes) -> bytes:
-    key = _varint(number << 3 | wire)
-    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
-
-
-def scalar_event(tag: str, step: int, value: float, wall_time: float) -> bytes:
-    summary_value = _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value))
-    summary = _field(1, 2, summary_value)
-    return _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step)) + _field(5, 2, summary)
-
-
-def record(data: bytes) -> bytes:
-    header = struct.pack("<Q", len(data))
-    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+from launcher.observe.event_writing import file_version_event, scalar_event
+from launcher.observe.event_writing import frame as record
 
 
 def write_scalars(path: Path, points: Iterable[tuple[str, int, float]], start_time: float = 1000.0,
@@ -69,8 +44,7 @@ class EventWriter:
     def __init__(self, logdir: Path | str, name: str = "test"):
         self.path = Path(logdir) / f"events.out.tfevents.{int(time.time())}.{name}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        version = _field(1, 1, struct.pack("<d", time.time())) + _field(3, 2, b"brain.Event:2")
-        self.path.write_bytes(record(version))
+        self.path.write_bytes(record(file_version_event(time.time())))
 
     def add_scalar(self, tag: str, value: float, step: int, walltime: float | None = None) -> None:
         wall_time = time.time() if walltime is None else walltime
