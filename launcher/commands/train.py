@@ -2,7 +2,7 @@
 launch the worker on every rank and supervise it to the end.
 
 The config stays a plain LLaMA-Factory config: everything launcher-specific is a flag here. `--stop-on` and
-`--alert-threshold` reach the ranks' alert callbacks through the environment (launcher.observe.alerts).
+`--alert-threshold` reach every rank's health alerts through the environment.
 """
 
 from __future__ import annotations
