@@ -46,7 +46,7 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
     gpus = visible_gpus(env)
     memory = gpu_memory(gpu_memory_flag, detect_gpus(env) if gpus and gpu_memory_flag is None else None)
     topology = planned_topology(launch_flags, env, gpus)
-    result = validate(config_path, overrides, check_data=check_data, cwd=cwd)
+    result = validate(config_path, overrides, check_data=check_data, cwd=cwd, launching=True)
     if not result.ok:
         if format == "json":
             render_json(result.diagnostics, sys.stdout)

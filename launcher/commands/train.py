@@ -91,7 +91,7 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         env.update(settings_env(stop_on, alert_thresholds or []))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    result = validate(config_path, overrides, cwd=cwd)
+    result = validate(config_path, overrides, cwd=cwd, launching=True)
     if result.diagnostics:
         render_text(result.diagnostics, sys.stdout, checked=config_path)
     if not result.ok:
