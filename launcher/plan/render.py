@@ -55,10 +55,10 @@ def _loss(plan: dict[str, Any]) -> list[str]:
     loss = plan["loss"]
     parameters = ", ".join(f"{name}={_value(value)}" for name, value in loss["parameters"].items())
     lines = [f"Loss: {loss['name']} (stage {loss['stage']})", f"  {loss['formula']}", f"  parameters: {parameters}"]
-    if loss["first_step_loss"] is not None:
+    if loss["first_step_checked"]:
         lines.append(f"  first-step loss (policy = reference): {loss['first_step_loss']:.4f}, checked by the worker")
     else:
-        lines.append("  first-step loss: no closed form for this loss and these parameters")
+        lines.append(f"  first-step loss: not checked by the worker: {loss['first_step_skipped_because']}")
     if loss["silently_sigmoid_under_llamafactory_cli"]:
         lines.append("  llamafactory-cli train would silently run sigmoid instead; dpo-launch train runs "
                      f"{loss['name']}")

@@ -6,6 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
+from launcher.check.config import load_config
+from launcher.worker.selftest import expected_first_loss, judge
+
 from support.cli import REPO, cli_env, run_main
 from support.workspaces import CONFIG, write_workspace
 
@@ -34,6 +39,27 @@ def test_plan_prints_reference_loss_and_batch_sections(tmp_path):
         "  effective batch: 8 = 4 per device × 2 accumulation × 1 processes (8 sequences per forward)\n"
         "  data: 100 training examples (0 held out for evaluation): 13 optimizer steps per epoch, 39 in all "
         "(3 epochs)")
+
+
+@pytest.mark.parametrize("override", ["ref_model=model", "neftune_noise_alpha=5", "pref_ftx=0.5", "pref_loss=orpo",
+                                      "pref_loss=ipo"])
+def test_plan_says_whether_the_worker_checks_the_first_step_loss_as_the_worker_decides(tmp_path, override):
+    workspace = write_workspace(tmp_path)
+    result = plan(workspace, override)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("  first-step loss")]
+    # What the worker's self-test does with this config: skips it, saying why, or compares with `expected`.
+    config = load_config(workspace / "config.yaml", [override]).values
+    expected, why = expected_first_loss(config)
+    if expected is None:
+        assert judge(config, 0.5) == ("skipped", None, f"dpo-launch worker: loss self-test skipped: {why}")
+        assert line == f"  first-step loss: not checked by the worker: {why}"
+    else:
+        assert judge(config, expected)[0] == "passed"
+        assert line == f"  first-step loss (policy = reference): {expected:.4f}, checked by the worker"
+    if override == "ref_model=model":
+        assert line == ("  first-step loss: not checked by the worker: an explicit ref_model may differ from the "
+                        "policy at step 0")
 
 
 def test_plan_prints_the_memory_table_and_the_launch_it_would_run(tmp_path):
