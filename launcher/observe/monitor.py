@@ -56,9 +56,10 @@ def sparkline(values: list[float], width: int = 40) -> str:
 
 
 def spark_range(values: list[float], width: int = 40) -> str:
-    """The scale of `sparkline(values, width)`: 'min..max' of the values it draws ('' when none is finite)."""
+    """The scale of `sparkline(values, width)`: 'min..max' of the values it draws, 4 significant digits ('' when
+    none is finite)."""
     finite = [v for v in values[-width:] if math.isfinite(v)]
-    return f"{fmt(min(finite))}..{fmt(max(finite))}" if finite else ""
+    return f"{min(finite):.4g}..{max(finite):.4g}" if finite else ""
 
 
 def fmt(value: float | None) -> str:
@@ -115,7 +116,7 @@ def snapshot(state: RunState, console_width: int = 100):
     from rich.panel import Panel
     from rich.text import Text
 
-    spark_width = max(10, min(40, console_width - 74))  # the rest: metric, train, min..max, eval columns
+    spark_width = max(10, min(40, console_width - 62))  # the rest: metric, train, min..max and eval columns, border
     parts = [Text(progress_line(state)), metric_table(state, spark_width)]
     if state.alerts:
         parts.append(Text(f"alerts ({len(state.alerts)}):", style="bold"))

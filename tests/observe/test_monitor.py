@@ -119,8 +119,9 @@ def test_sparkline_scales_between_min_and_max_and_marks_nan():
 def test_a_flat_series_is_drawn_in_the_middle_and_every_sparkline_carries_its_scale():
     # A flat 1.0 accuracy used to be drawn as all ▁, which reads as "stuck at the bottom".
     assert sparkline([1.0, 1.0, math.nan, 1.0]) == "▄▄·▄"
-    assert spark_range([1.0, 1.0, math.nan, 1.0]) == "1.0000..1.0000"
-    assert spark_range(list(range(100)), width=5) == "95.0000..99.0000"
+    assert spark_range([1.0, 1.0, math.nan, 1.0]) == "1..1"
+    assert spark_range(list(range(100)), width=5) == "95..99"
+    assert spark_range([-53.44312, 1.5e-5]) == "-53.44..1.5e-05"
     assert spark_range([math.nan]) == ""
 
 
@@ -133,9 +134,9 @@ def test_once_shows_logps_rows_and_the_scale_beside_each_sparkline(tmp_path):
     result = run_main("monitor", tmp_path / "run", "--once")
     assert result.returncode == 0, result.stderr
     rows = {line.split()[1]: line.split()[2:] for line in result.stdout.splitlines() if line.startswith("│ ")}
-    assert rows["rewards/accuracies"][:3] == ["1.0000", "▄▄▄▄▄", "1.0000..1.0000"]
-    assert rows["logps/chosen"][:3] == ["-45.0000", "█▆▅▃▁", "-45.0000..-41.0000"]
-    assert rows["logps/rejected"][:3] == ["-55.0000", "█▆▅▃▁", "-55.0000..-47.0000"]
+    assert rows["rewards/accuracies"][:3] == ["1.0000", "▄▄▄▄▄", "1..1"]
+    assert rows["logps/chosen"][:3] == ["-45.0000", "█▆▅▃▁", "-45..-41"]
+    assert rows["logps/rejected"][:3] == ["-55.0000", "█▆▅▃▁", "-55..-47"]
     state = RunState(tmp_path / "run")
     assert plain_lines(state, state.poll())[-1] == \
         "step 5: loss=0.6500 rewards/accuracies=1.0000 logps/chosen=-45.0000 logps/rejected=-55.0000"
