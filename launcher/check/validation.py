@@ -32,8 +32,10 @@ class ValidationResult:
 
 
 def validate(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_data: bool = True,
-             cwd: Path | None = None) -> ValidationResult:
-    """Run every check and return all diagnostics at once. Relative paths resolve from `cwd`, as in LF."""
+             cwd: Path | None = None, launching: bool = False) -> ValidationResult:
+    """Run every check and return all diagnostics at once. Relative paths resolve from `cwd`, as in LF.
+    `launching`: for `train` (and `plan`, which shows what train does): what `dpo-launch train` fixes by itself
+    is a note saying what it does, not a warning about what `llamafactory-cli train` would do."""
     try:
         loaded = load_config(config_path, overrides)
     except ConfigLoadError as exc:
@@ -42,7 +44,7 @@ def validate(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     schema_diagnostics = check_config_schema(loaded)
     # A rule reading a value the schema already rejected would only repeat the problem in other words.
     rejected_keys = {d.path for d in schema_diagnostics if d.severity == ERROR and d.path}
-    rule_diagnostics = [d for d in check_rules(loaded, cwd) if d.path not in rejected_keys]
+    rule_diagnostics = [d for d in check_rules(loaded, cwd, launching) if d.path not in rejected_keys]
     config_diagnostics = sort_by_location(schema_diagnostics + interpolation_warnings(loaded) + rule_diagnostics)
     data_summary: dict = {}
     data_diagnostics: list[Diagnostic] = []

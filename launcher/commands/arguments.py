@@ -26,6 +26,21 @@ def pop_config_path(config: str | None, overrides: list[str], config_file: str |
 
 # --- launch flags, shared by plan and train so that both read the same topology ---------------------------
 
+# dest -> the flag `train` takes, for printing a command that gives `train` the same launch flags
+LAUNCH_FLAGS = {"nproc_per_node": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
+                "master_addr": "--master-addr", "master_port": "--master-port", "rdzv_backend": "--rdzv-backend",
+                "rdzv_id": "--rdzv-id", "rdzv_endpoint": "--rdzv-endpoint"}
+
+
+def train_command(config_path: str, overrides: list[str], launch_flags: dict, gpu_memory_flag: str | None) -> list[str]:
+    """`dpo-launch train` with the config, the `key=value` overrides and the launch flags given to `plan`."""
+    flags = [item for dest, flag in LAUNCH_FLAGS.items() if launch_flags.get(dest) is not None
+             for item in (flag, str(launch_flags[dest]))]
+    if gpu_memory_flag is not None:
+        flags += ["--gpu-memory", gpu_memory_flag]
+    return ["dpo-launch", "train", config_path, *overrides, *flags]
+
+
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     """The topology flags (torchrun's names, dashes or underscores); SLURM variables fill in when none is given."""
     group = parser.add_argument_group("launch", "where the ranks run (default: one process on this machine)")

@@ -1,7 +1,7 @@
 """`dpo-launch loop LOOP.yaml [launch flags]`: iterative and online DPO rounds, each a run directory, each
 round starting from (and referenced against) the previous round's model, evaluated and gated before the next;
 resumable (a rerun continues at the first unfinished step); exit 6 at the first failed gate. The format of
-LOOP.yaml is in launcher/evaluate/loop_spec.py and the README."""
+LOOP.yaml is in the README ("Evaluate, gate and iterate")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`dpo-launch plan CONFIG [key=value ...] [launch flags]`: what `train` would do, without importing torch.
 
 Validates first and refuses on errors, then prints the reference model, the loss with its formula and
-parameters, batch and steps, a per-GPU memory estimate and the exact launch (argv and environment) per node.
+parameters, batch and steps, a per-GPU memory estimate, the exact launch (argv and environment) per node, what
+`train` would refuse on this machine and the `train` command with the same overrides and flags.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,15 @@ from launcher.commands.arguments import (
     add_gpu_memory_argument,
     add_launch_arguments,
     pop_config_path,
+    train_command,
 )
 from launcher.errors import EXIT_OK, EXIT_USER_ERROR
 from launcher.plan.build import build_plan
 from launcher.plan.gpus import detect_gpus, gpu_memory
 from launcher.plan.render import render_plan
 from launcher.plan.topology import planned_topology, visible_gpus
+from launcher.run.preflight import Machine
+from launcher.run.readiness import train_refusals
 
 
 def add_parser(subparsers) -> None:
@@ -44,9 +49,10 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
     config_path, overrides = pop_config_path(config, overrides, config_file)
     cwd, env = Path.cwd(), dict(os.environ)
     gpus = visible_gpus(env)
-    memory = gpu_memory(gpu_memory_flag, detect_gpus(env) if gpus and gpu_memory_flag is None else None)
+    machine = Machine(gpus, (detect_gpus(env) or None) if gpus else [])  # as launcher.run.preflight.detect_machine
+    memory = gpu_memory(gpu_memory_flag, machine.details)
     topology = planned_topology(launch_flags, env, gpus)
-    result = validate(config_path, overrides, check_data=check_data, cwd=cwd)
+    result = validate(config_path, overrides, check_data=check_data, cwd=cwd, launching=True)
     if not result.ok:
         if format == "json":
             render_json(result.diagnostics, sys.stdout)
@@ -56,6 +62,10 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
               file=sys.stderr)
         return EXIT_USER_ERROR
     plan = build_plan(result, topology, cwd, env, check_data=check_data, gpu_memory=memory)
+    assert result.config is not None  # ok
+    refusals = train_refusals(result.config, plan, machine, topology, cwd, env)
+    plan["train"] = {"command": train_command(config_path, overrides, launch_flags, gpu_memory_flag),
+                     "refusals": [asdict(d) for d in refusals]}
     if format == "json":
         json.dump(plan, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

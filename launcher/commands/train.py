@@ -2,7 +2,7 @@
 launch the worker on every rank and supervise it to the end.
 
 The config stays a plain LLaMA-Factory config: everything launcher-specific is a flag here. `--stop-on` and
-`--alert-threshold` reach the ranks' alert callbacks through the environment (launcher.observe.alerts).
+`--alert-threshold` reach every rank's health alerts through the environment.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         env.update(settings_env(stop_on, alert_thresholds or []))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    result = validate(config_path, overrides, cwd=cwd)
+    result = validate(config_path, overrides, cwd=cwd, launching=True)
     if result.diagnostics:
         render_text(result.diagnostics, sys.stdout, checked=config_path)
     if not result.ok:

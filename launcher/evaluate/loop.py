@@ -193,7 +193,7 @@ class Loop:
 
     def step_train(self, r: Round) -> int:
         config = self.folder(r) / "config.yaml"
-        result = validate(config, cwd=self.cwd)
+        result = validate(config, cwd=self.cwd, launching=True)
         if result.diagnostics:
             render_text(result.diagnostics, sys.stdout, checked=str(config))
         if not result.ok:

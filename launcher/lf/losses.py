@@ -50,6 +50,33 @@ class Loss:
         return None  # orpo, simpo: depend on the policy's own log-probs
 
 
+@dataclass(frozen=True)
+class FirstStepCheck:
+    """Whether the worker checks the first batch's loss against its closed form (`plan` says the same)."""
+
+    expected: float | None  # the closed form the worker compares with; None: the check is skipped
+    skipped_because: str = ""  # why it is skipped ("" when it runs)
+
+
+def first_step_check(config: Mapping[str, Any]) -> FirstStepCheck:
+    """The one decision, read by the worker's self-test (launcher/worker/selftest.py) and by `plan`: the closed form
+    holds only when the policy equals its reference at step 0, and exists only for some losses."""
+    loss = resolve_loss(config)
+    if config.get("ref_model"):
+        return FirstStepCheck(None, "an explicit ref_model may differ from the policy at step 0")
+    if config.get("resume_from_checkpoint"):  # `train --resume` sets it too
+        return FirstStepCheck(None, "training resumes from a checkpoint, where the policy has already moved from its "
+                                    "reference")
+    if config.get("adapter_name_or_path"):
+        return FirstStepCheck(None, "the policy starts from an adapter, so it may differ from its reference at step 0")
+    if config.get("neftune_noise_alpha") or config.get("pissa_init"):
+        return FirstStepCheck(None, "NEFTune noise / PiSSA init make the policy differ from its reference at step 0")
+    expected = loss.first_step_loss(config)
+    if expected is None:
+        return FirstStepCheck(None, f"{loss.name} has no closed form at step 0 for this config")
+    return FirstStepCheck(expected)
+
+
 def _has_extra_terms(config: Mapping[str, Any]) -> bool:
     """SFT, BCO and LD-DPO terms move the step-0 loss away from the closed form."""
     return (float(config.get("pref_ftx", 0.0) or 0.0) > 0

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
-from launcher.lf.losses import Loss, resolve_loss
+from launcher.lf.losses import Loss, first_step_check, resolve_loss
 from launcher.lf.settings import setting, split_arg
 
 EXPLICIT, ADAPTER_DISABLED, FROZEN_COPY, NONE, POLICY = "explicit", "adapter-disabled", "frozen-copy", "none", "policy"
@@ -134,7 +134,9 @@ class LossPlan:
     uses_reference: bool
     averaged_logps: bool
     silently_sigmoid_under_llamafactory_cli: bool
-    first_step_loss: float | None
+    first_step_loss: float | None  # the closed form, where the loss has one
+    first_step_checked: bool  # whether the worker checks it (launcher.lf.losses.first_step_check)
+    first_step_skipped_because: str  # why it does not ("" when it does)
     findings: tuple[Finding, ...] = ()
 
 
@@ -142,9 +144,10 @@ def resolve_loss_plan(config: Mapping[str, Any]) -> LossPlan:
     """The loss that runs, its formula and the resolved value of each parameter it reads."""
     loss = resolve_loss(config)
     parameters = {name: setting(config, name) for name in loss.parameters}
+    check = first_step_check(config)
     return LossPlan(loss.name, loss.stage, loss.formula, parameters, loss.uses_reference, loss.averaged_logps,
                     loss.silently_sigmoid_under_llamafactory_cli, loss.first_step_loss(config),
-                    _loss_findings(config, loss))
+                    check.expected is not None, check.skipped_because, _loss_findings(config, loss))
 
 
 def _loss_findings(config: Mapping[str, Any], loss: Loss) -> tuple[Finding, ...]:

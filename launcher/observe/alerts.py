@@ -26,6 +26,7 @@ ERROR, WARNING = "error", "warning"
 LOSS, GRAD_NORM = "train/loss", "train/grad_norm"
 MARGINS, ACCURACY = "train/rewards/margins", "train/rewards/accuracies"
 CHOSEN_LOGPS, EVAL_ACCURACY = "train/logps/chosen", "eval/rewards/accuracies"
+CHOSEN, REJECTED, EVAL_LOSS = "train/rewards/chosen", "train/rewards/rejected", "eval/loss"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class Thresholds:
     eval_smoothing: int = 2          # ... eval accuracy averaged over this many consecutive evals
     eval_accuracy_drop: float = 0.05  # ... latest average this far below the best earlier average
     train_accuracy_rise: float = 0.05  # ... while mean train accuracy rose this much since that best
+    falling_chosen_reward: float = 0.3   # rewards-both-falling: chosen reward (window's last 3) below minus this
+    falling_min_gain: float = 0.05   # ... while margins grow at least this; all three trends with t >= trend_t
+    eval_loss_rise: float = 0.25     # eval-loss-rising: eval loss (means of eval_smoothing evals) this share above
+    eval_loss_min_points: int = 3    # ... its lowest earlier mean, with at least this many evals, while mean
+    #                                      train accuracy since that lowest eval is not below its mean before
     spike_factor: float = 10.0       # grad-norm-spike: grad_norm above this x the window's median
     spike_min_points: int = 5        # ... with at least this many earlier points
     spike_floor: float = 1e-3        # ... and above this absolute value
@@ -165,6 +171,71 @@ def likelihood_displacement(h: History, th: Thresholds) -> Alert | None:
                  "add an SFT term (pref_ftx), lower the learning rate, or try ipo", {"drop": drop, "gain": gain})
 
 
+def rewards_both_falling(h: History, th: Thresholds) -> Alert | None:
+    """Margins grow only because the rejected reward falls faster than the chosen one: the chosen answer, which
+    DPO should make more likely, becomes less likely than under the reference (likelihood displacement seen in
+    the rewards, for runs that do not log logps or where they are noisy)."""
+    chosen, rejected = h.values(CHOSEN, th.window), h.values(REJECTED, th.window)
+    if min(len(chosen), len(rejected)) < max(6, th.window // 2) or not _all_finite(chosen + rejected) or \
+            len(chosen) != len(rejected):
+        return None
+    margins = [c - r for c, r in zip(chosen, rejected, strict=True)]  # rewards/margins is their difference
+    (chosen_change, chosen_t), (rejected_change, rejected_t), (gain, gain_t) = map(_trend, (chosen, rejected, margins))
+    now = statistics.fmean(chosen[-3:])
+    if now > -th.falling_chosen_reward or chosen_change >= 0 or rejected_change >= 0 or gain < th.falling_min_gain:
+        return None
+    if min(-chosen_t, -rejected_t, gain_t) < th.trend_t:
+        return None
+    since = _falling_since(h.points(CHOSEN))
+    return Alert("rewards-both-falling", WARNING, h.step,
+                 f"rewards/chosen fell to {now:.3f} and rewards/rejected to {statistics.fmean(rejected[-3:]):.3f} "
+                 f"while margins grew by {gain:.3f} over the last {len(chosen)} points; the chosen reward has been "
+                 f"below 0 since step {since}: the margin grows only because the rejected answer falls faster, and "
+                 "the chosen answer is less likely than under the reference (it should rise)",
+                 "lower the learning rate, add an SFT term (pref_ftx, e.g. 0.1 to 1.0) or try pref_loss: ipo; "
+                 "keep an earlier checkpoint if generations got worse",
+                 {"chosen": now, "margin_gain": gain, "since_step": since})
+
+
+def _falling_since(points: list[tuple[int, float]]) -> int:
+    """The first step of the trailing run of negative values (where the chosen reward went below 0 for good)."""
+    since = points[-1][0]
+    for step, value in reversed(points):
+        if not value < 0:
+            break
+        since = step
+    return since
+
+
+def eval_loss_rising(h: History, th: Thresholds) -> Alert | None:
+    """Eval loss climbs well above its best while training keeps its accuracy: over-fitting the training pairs,
+    whatever eval accuracy does (eval-overoptimization needs eval accuracy to have been high first)."""
+    evals = [(s, v) for s, v in h.points(EVAL_LOSS) if math.isfinite(v)]
+    k = th.eval_smoothing
+    if len(evals) < max(th.eval_loss_min_points, k + 1):
+        return None
+    means = [(evals[i][0], evals[i + k - 1][0], statistics.fmean(v for _, v in evals[i:i + k]))
+             for i in range(len(evals) - k + 1)]
+    _, best_step, best = min(means[:-1], key=lambda p: p[2])
+    _, last_step, last = means[-1]
+    if best <= 0 or last < best * (1 + th.eval_loss_rise):
+        return None
+    train = h.points(ACCURACY)
+    before = [v for s, v in train if s <= best_step][-th.window:]
+    after = [v for s, v in train if best_step < s <= last_step][-th.window:]
+    if not before or not after or statistics.fmean(after) < statistics.fmean(before):
+        return None
+    accuracy = statistics.fmean(after)
+    return Alert("eval-loss-rising", WARNING, h.step,
+                 f"eval loss rose from {best:.3f} at step {best_step} to {last:.3f} at step {last_step} (each the "
+                 f"mean of {k} evals), {last / best - 1:.0%} above its best, while train accuracy was "
+                 f"{accuracy:.3f}: since step {best_step} the policy fits the training pairs better and unseen "
+                 "pairs worse", "over-fitting: keep the checkpoint nearest step "
+                 f"{best_step} (load_best_model_at_end with metric_for_best_model: eval_loss), stop earlier, lower "
+                 "the learning rate or pref_beta, or add training data",
+                 {"best": best, "best_step": best_step, "last": last, "train_accuracy": accuracy})
+
+
 def eval_overoptimization(h: History, th: Thresholds) -> Alert | None:
     # Means of `eval_smoothing` consecutive evals, so one noisy eval (small eval sets) does not fire it.
     evals = h.points(EVAL_ACCURACY)
@@ -214,7 +285,9 @@ RULES: dict[str, Rule] = {
     "accuracy-saturated-early": accuracy_saturated_early,
     "loss-stuck-at-ln2": loss_stuck_at_ln2,
     "likelihood-displacement": likelihood_displacement,
+    "rewards-both-falling": rewards_both_falling,
     "eval-overoptimization": eval_overoptimization,
+    "eval-loss-rising": eval_loss_rising,
     "grad-norm-spike": grad_norm_spike,
 }
 DEFAULT_STOP_ON = ("loss-not-finite",)

@@ -26,23 +26,40 @@ ROWS = (
     ("rewards/rejected", "train/rewards/rejected", "eval/rewards/rejected"),
     ("rewards/margins", "train/rewards/margins", "eval/rewards/margins"),
     ("rewards/accuracies", "train/rewards/accuracies", "eval/rewards/accuracies"),
+    # the guides say to watch these: a falling chosen log-prob is likelihood displacement
+    ("logps/chosen", "train/logps/chosen", "eval/logps/chosen"),
+    ("logps/rejected", "train/logps/rejected", "eval/logps/rejected"),
     ("kl (mean)", "train/kl_mean", None),
     ("grad_norm", "train/grad_norm", None),
     ("learning_rate", "train/learning_rate", None),
 )
-PLAIN_TAGS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+PLAIN_TAGS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "logps/chosen",
+              "logps/rejected")
 SETTLE_SECONDS = 3.0  # after the last step, keep reading this long for the final eval
 
 
+FLAT = SPARK[len(SPARK) // 2 - 1]  # a series that does not move is drawn in the middle, not as its minimum
+
+
 def sparkline(values: list[float], width: int = 40) -> str:
-    """The last `width` values as block characters scaled between their min and max; NaN shows as '·'."""
+    """The last `width` values as block characters scaled between their min and max (`spark_range` says which);
+    a flat series is a middle row; NaN shows as '·'."""
     values = values[-width:]
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return "·" * len(values)
     low, high = min(finite), max(finite)
-    span = (high - low) or 1.0
-    return "".join(SPARK[round((v - low) / span * (len(SPARK) - 1))] if math.isfinite(v) else "·" for v in values)
+    if high == low:
+        return "".join(FLAT if math.isfinite(v) else "·" for v in values)
+    return "".join(SPARK[round((v - low) / (high - low) * (len(SPARK) - 1))] if math.isfinite(v) else "·"
+                   for v in values)
+
+
+def spark_range(values: list[float], width: int = 40) -> str:
+    """The scale of `sparkline(values, width)`: 'min..max' of the values it draws, 4 significant digits ('' when
+    none is finite)."""
+    finite = [v for v in values[-width:] if math.isfinite(v)]
+    return f"{min(finite):.4g}..{max(finite):.4g}" if finite else ""
 
 
 def fmt(value: float | None) -> str:
@@ -81,13 +98,15 @@ def metric_table(state: RunState, width: int = 40):
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     shown = min(width, max((len(state.series.get(tag, [])) for _, tag, _ in ROWS), default=0))
-    for column in ("metric", "train", f"trend, last {shown} logs", "eval"):
+    for column in ("metric", "train", f"trend, last {shown} logs", "min..max", "eval"):
         table.add_column(column, no_wrap=True)
     for label, train_tag, eval_tag in ROWS:
         if train_tag not in state.series and (eval_tag is None or eval_tag not in state.series):
             continue
         eval_value = fmt(state.latest(eval_tag)) if eval_tag and eval_tag in state.series else ""
-        table.add_row(label, fmt(state.latest(train_tag)), sparkline(state.values(train_tag), width), eval_value)
+        values = state.values(train_tag)
+        table.add_row(label, fmt(state.latest(train_tag)), sparkline(values, width), spark_range(values, width),
+                      eval_value)
     return table
 
 
@@ -97,7 +116,7 @@ def snapshot(state: RunState, console_width: int = 100):
     from rich.panel import Panel
     from rich.text import Text
 
-    spark_width = max(10, min(40, console_width - 52))
+    spark_width = max(10, min(40, console_width - 62))  # the rest: metric, train, min..max and eval columns, border
     parts = [Text(progress_line(state)), metric_table(state, spark_width)]
     if state.alerts:
         parts.append(Text(f"alerts ({len(state.alerts)}):", style="bold"))

@@ -37,6 +37,9 @@ METRICS = (
     Metric("rewards/rejected", "Reward of the rejected answer", "β·(log π − log π_ref), rejected", "min"),
     Metric("rewards/margins", "Reward margin (chosen − rejected)", "reward margin", "max"),
     Metric("rewards/accuracies", "Reward accuracy", "share of pairs with chosen > rejected", "max"),
+    # No "best": a falling chosen log-prob with growing margins is likelihood displacement, not progress.
+    Metric("logps/chosen", "Log-probability of the chosen answer", "log π(y_w|x), summed over tokens", None),
+    Metric("logps/rejected", "Log-probability of the rejected answer", "log π(y_l|x), summed over tokens", None),
     Metric("learning_rate", "Learning rate", "learning rate", None),
     Metric("kl_mean", "KTO KL estimate (mean per micro-batch)", "KL", None),
 )

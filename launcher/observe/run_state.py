@@ -17,6 +17,7 @@ from launcher.layout import OWN_DIR
 from launcher.observe.alerts import AlertEngine
 from launcher.observe.events import EventReader, Scalar, Text
 from launcher.observe.run_end import RunEnd, alert_record, read_end
+from launcher.run_status import read_status
 
 FINISHED_TAG = "train/train_runtime"  # HF logs it once, after the last step
 MAX_STEPS_TAG = "progress/max_steps"  # written by launcher/worker/metrics.py at train begin
@@ -78,6 +79,7 @@ class RunState:
         self._warnings: list[str] = []
         self._bad_alert_line_seen = False
         self.end: RunEnd | None = None
+        self.launch_started_at: float | None = None  # this launch's start (status.json), None without one
         self._engine = AlertEngine()
         self._pending: dict[int, dict[str, float]] = {}  # step -> metrics not yet fed to the engine
         own = self.run_dir / OWN_DIR
@@ -100,6 +102,9 @@ class RunState:
         self.alerts += update.alerts
         self.end = read_end(self.run_dir, step=self.step, max_steps=self.max_steps, loop_ended=self.finished,
                             alerts=self.alerts)
+        status = read_status(self.run_dir)
+        started = status.started_at if status else None
+        self.launch_started_at = float(started) if isinstance(started, (int, float)) else None
         return update
 
     def take_warnings(self) -> list[str]:
@@ -178,7 +183,10 @@ class RunState:
         return _total_steps_from_trainer_log(self.run_dir / "trainer_log.jsonl")
 
     def steps_per_second(self, window: int = 20) -> float | None:
-        points = [(s, w) for s, _, w in self.series.get("train/loss", [])][-window:]
+        """Steps per second over this launch's last `window` logged steps: after `--resume` the steps logged by the
+        earlier launches (and the time between launches) do not count."""
+        since = self.launch_started_at or float("-inf")
+        points = [(s, w) for s, _, w in self.series.get("train/loss", []) if w >= since][-window:]
         if len(points) < 2 or points[-1][1] <= points[0][1]:
             return None
         return (points[-1][0] - points[0][0]) / (points[-1][1] - points[0][1])

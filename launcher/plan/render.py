@@ -38,12 +38,22 @@ def render_plan(plan: dict[str, Any], stream: TextIO) -> None:
     if diagnostics:
         say("", *(d.render() for d in diagnostics))
     warnings = sum(d.severity == "warning" for d in diagnostics)
-    if plan["memory"].get("fits") is False:
-        say(f"✗ plan ready, {warnings} warning{'s' * (warnings != 1)}, but the estimate does not fit in GPU memory: "
-            "`dpo-launch train` refuses it (--no-memory-check to try anyway)")
-        return
-    say(f"✓ plan ready, {warnings} warning{'s' * (warnings != 1)}; run it with: "
-        f"dpo-launch train {shlex.quote(plan['config'])}")
+    say("", *train_lines(plan, warnings))
+
+
+def train_lines(plan: dict[str, Any], warnings: int) -> list[str]:
+    """The last lines: what `train` would refuse here (its own checks: launcher.run.readiness) and the exact
+    command, with the overrides and launch flags `plan` was given."""
+    train = plan.get("train") or {}
+    command = shlex.join(train.get("command") or ["dpo-launch", "train", plan["config"]])
+    counted = f"{warnings} warning{'s' * (warnings != 1)}"
+    refusals = [Diagnostic(**d) for d in train.get("refusals", [])]
+    if not refusals:
+        return [f"✓ plan ready, {counted}; run it with: {command}"]
+    return ["`dpo-launch train` would refuse this on this machine, before starting anything:",
+            *(d.render() for d in refusals),
+            f"✗ not ready here: {len(refusals)} error{'s' * (len(refusals) != 1)} above, {counted}; once they are "
+            f"fixed, run: {command}"]
 
 
 def _reference(plan: dict[str, Any]) -> list[str]:
@@ -55,10 +65,10 @@ def _loss(plan: dict[str, Any]) -> list[str]:
     loss = plan["loss"]
     parameters = ", ".join(f"{name}={_value(value)}" for name, value in loss["parameters"].items())
     lines = [f"Loss: {loss['name']} (stage {loss['stage']})", f"  {loss['formula']}", f"  parameters: {parameters}"]
-    if loss["first_step_loss"] is not None:
+    if loss["first_step_checked"]:
         lines.append(f"  first-step loss (policy = reference): {loss['first_step_loss']:.4f}, checked by the worker")
     else:
-        lines.append("  first-step loss: no closed form for this loss and these parameters")
+        lines.append(f"  first-step loss: not checked by the worker: {loss['first_step_skipped_because']}")
     if loss["silently_sigmoid_under_llamafactory_cli"]:
         lines.append("  llamafactory-cli train would silently run sigmoid instead; dpo-launch train runs "
                      f"{loss['name']}")

@@ -83,8 +83,7 @@ def take_ownership(output_dir: Path, topology: Topology) -> Ownership:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunDirRefused(f"cannot create {path.parent}: {exc.strerror or exc}; nothing was started") from None
-    me = Holder(os.getpid(), this_host(), time.time(), job_key(topology),
-                None if topology.elastic else topology.node_rank)
+    me = _me(topology)
     while True:
         fd = _open(path)
         try:
@@ -100,6 +99,34 @@ def take_ownership(output_dir: Path, topology: Topology) -> Ownership:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode(), 0)
     return Ownership(writer=True, fd=fd, previous=previous)
+
+
+def lock_refusal(output_dir: Path, topology: Topology) -> str | None:
+    """Why `take_ownership` would refuse the run now (another launcher holds it), None when it would not; takes
+    nothing and creates nothing (for `plan`). It probes the lock with a shared, non-blocking flock that it drops at
+    once; a `train` locking in that same instant would find it held."""
+    try:
+        fd = os.open(lock_file(output_dir), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file, or none readable: take_ownership creates or reports it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it (closing the descriptor drops the probe)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+    finally:
+        os.close(fd)
+    try:
+        _join_or_refuse(output_dir, _me(topology), holder)
+    except RunDirRefused as exc:
+        return str(exc)
+    return None
+
+
+def _me(topology: Topology) -> Holder:
+    return Holder(os.getpid(), this_host(), time.time(), job_key(topology),
+                  None if topology.elastic else topology.node_rank)
 
 
 def _open(path: Path) -> int:

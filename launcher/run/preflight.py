@@ -63,6 +63,21 @@ def detect_machine(env: Mapping[str, str]) -> Machine:
 def preflight(loaded: LoadedConfig, machine: Machine, zero: ZeroSettings, plan: dict[str, Any],
               env: Mapping[str, str], check_memory: bool = True) -> None:
     """Print what this machine lacks for the run and raise TrainRefused; print notes and return when nothing."""
+    found = machine_problems(loaded, machine, zero, plan, env, check_memory)
+    memory = plan["memory"]
+    if not found:
+        return
+    render_text(sort_by_location(found), sys.stdout)
+    if check_memory and memory.get("fits") is False:
+        print("\n".join(fit_lines(memory)))
+    if has_errors(found):
+        raise TrainRefused("this machine cannot run the config as it is; nothing was started")
+
+
+def machine_problems(loaded: LoadedConfig, machine: Machine, zero: ZeroSettings, plan: dict[str, Any],
+                     env: Mapping[str, str], check_memory: bool = True) -> list[Diagnostic]:
+    """What this machine lacks for the run (errors: `train` refuses) and what it could not check (notes); the one
+    decision `preflight` enforces and `plan` reports (launcher.run.readiness)."""
     found = package_problems(loaded, zero) + cpu_adam_problems(loaded, zero, machine, env)
     found += hardware_problems(loaded, machine)
     memory = plan["memory"]
@@ -71,13 +86,7 @@ def preflight(loaded: LoadedConfig, machine: Machine, zero: ZeroSettings, plan: 
                                        f"per GPU, is more than the {memory['gpu_memory']['gib']:.2f} GiB of "
                                        f"{memory['gpu_memory']['source']}", hint="take one of the ways out below, or "
                                        "pass --no-memory-check to start anyway (the estimate is rough)"))
-    if not found:
-        return
-    render_text(sort_by_location(found), sys.stdout)
-    if check_memory and memory.get("fits") is False:
-        print("\n".join(fit_lines(memory)))
-    if has_errors(found):
-        raise TrainRefused("this machine cannot run the config as it is; nothing was started")
+    return found
 
 
 # --- packages -------------------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ class RunDirRefused(UserError):
     not be written); the message says why and what to do, and nothing was started."""
 
 
-def effective_consent(output_dir: Path, values: Mapping[str, Any], consent: str | None, cwd: Path) -> str | None:
+def effective_consent(output_dir: Path, values: Mapping[str, Any], consent: str | None, cwd: Path,
+                      say: bool = True) -> str | None:
     """What the user asked for about a previous run, with the config's own keys counted in.
 
     `overwrite_output_dir: true` means exactly `--overwrite` (LLaMA-Factory alone would start a new run beside
@@ -58,10 +59,10 @@ def effective_consent(output_dir: Path, values: Mapping[str, Any], consent: str 
         if consent == "resume":
             raise RunDirRefused("--resume contradicts overwrite_output_dir: true in the config (which starts over, "
                                 "as --overwrite does); remove the key to resume, or drop --resume to start over")
-        if consent is None:
+        if consent is None and say:
             print("dpo-launch train: overwrite_output_dir: true in the config: starting over, as with --overwrite",
                   flush=True)
-            consent = "overwrite"
+        consent = consent or "overwrite"
     if consent == "overwrite":
         wanted = checkpoint_in_output_dir(values.get("resume_from_checkpoint"), output_dir, cwd)
         if wanted is not None:
@@ -70,6 +71,18 @@ def effective_consent(output_dir: Path, values: Mapping[str, Any], consent: str 
                                 "nothing was removed: drop resume_from_checkpoint to start over, or drop "
                                 f"{flag} to resume")
     return consent
+
+
+def output_dir_refusal(output_dir: Path, values: Mapping[str, Any], consent: str | None, cwd: Path) -> str | None:
+    """Why `train` would refuse this output_dir as it stands (a previous run and no --resume/--overwrite, a
+    contradiction), None when it would use it: `effective_consent` and `guard_output_dir`, printing nothing."""
+    try:
+        decided = effective_consent(output_dir, values, consent, cwd, say=False)
+        if decided != "resume":  # resuming names its checkpoint as it goes; `plan` does not resume
+            guard_output_dir(output_dir, values, decided)
+    except RunDirRefused as exc:
+        return str(exc)
+    return None
 
 
 def checkpoint_in_output_dir(value: Any, output_dir: Path, cwd: Path) -> Path | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.layout import RUNTIME_FILE, run_dir
-from launcher.lf.losses import resolve_loss
+from launcher.lf.losses import first_step_check, resolve_loss
 from launcher.versions import package_versions
 
 # Human-readable closed forms for the failure message; the values come from launcher.lf.losses.
@@ -41,18 +41,10 @@ class LossSelfTestFailed(Exception):
 
 
 def expected_first_loss(cfg: Mapping[str, Any]) -> tuple[float | None, str]:
-    """(closed-form step-0 loss, why it is skipped when None)."""
-    loss = resolve_loss(cfg)
-    if cfg.get("ref_model"):
-        return None, "an explicit ref_model may differ from the policy at step 0"
-    if cfg.get("resume_from_checkpoint"):  # added by the train helper (D2): `train --resume` sets it
-        return None, "training resumes from a checkpoint, where the policy has already moved from its reference"
-    if cfg.get("adapter_name_or_path"):
-        return None, "the policy starts from an adapter, so it may differ from its reference at step 0"
-    if cfg.get("neftune_noise_alpha") or cfg.get("pissa_init"):
-        return None, "NEFTune noise / PiSSA init make the policy differ from its reference at step 0"
-    expected = loss.first_step_loss(cfg)
-    return expected, "" if expected is not None else f"{loss.name} has no closed form at step 0 for this config"
+    """(closed-form step-0 loss, why it is skipped when None): launcher.lf.losses.first_step_check, which `plan`
+    prints too."""
+    check = first_step_check(cfg)
+    return check.expected, check.skipped_because
 
 
 def tolerance(cfg: Mapping[str, Any]) -> float:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 from test_rules import BASE, codes, make_workspace, rendered
+
+from launcher.check.config import load_config
+from launcher.check.rules.registry import check_rules
+
+from support.cli import run_main
+from support.workspaces import CONFIG, write_workspace
 
 
 @pytest.fixture
@@ -54,6 +62,33 @@ def test_report_to_without_tensorboard_warns_also_when_it_is_left_at_the_default
         ("warning", "report-to-without-tensorboard")]
     assert codes(workspace, BASE.replace("report_to: tensorboard", "report_to: [wandb, tensorboard]")) == [
         ("note", "machine-package")]  # wandb: checked where the job runs
+
+
+def test_under_train_what_train_fixes_itself_is_a_note_saying_what_train_does(workspace):
+    (workspace / "config.yaml").write_text(BASE.replace("report_to: tensorboard", "report_to: wandb")
+                                           + "pref_loss: hinge\n")
+    found = [d.render() for d in check_rules(load_config("config.yaml", ()), workspace, launching=True)
+             if d.code in ("report-to-without-tensorboard", "loss-silently-sigmoid")]
+    assert found == [
+        "config.yaml:9:12: note[loss-silently-sigmoid]: pref_loss: 'hinge': `dpo-launch train` runs hinge itself (it "
+        "patches the loss LLaMA-Factory hands to trl, which `llamafactory-cli train` would silently run as sigmoid) "
+        "and checks it on the first batch",
+        "config.yaml:7:12: note[report-to-without-tensorboard]: report_to is 'wandb', without tensorboard: "
+        "`dpo-launch train` adds tensorboard, so rewards/* and logps/* reach TensorBoard, the monitor and the health "
+        "alerts"]
+
+
+def test_train_prints_those_as_notes_and_validate_keeps_warning_about_llamafactory_cli(tmp_path):
+    root = write_workspace(tmp_path, CONFIG.replace("report_to: tensorboard\n", "").replace("sigmoid", "ipo"))
+    env = {**os.environ, "HF_HUB_CACHE": str(root)}
+    train = run_main("train", "config.yaml", "--dry-run", cwd=root, env=env)
+    assert train.returncode == 0, train.stdout + train.stderr
+    found = re.findall(r"\b(error|warning|note)\[([\w-]+)\]", train.stdout)
+    assert ("note", "loss-silently-sigmoid") in found and ("note", "report-to-without-tensorboard") in found
+    assert not [code for severity, code in found if severity == "warning"], train.stdout
+    validate = run_main("validate", "config.yaml", cwd=root, env=env)
+    assert "warning[loss-silently-sigmoid]" in validate.stdout
+    assert "warning[report-to-without-tensorboard]" in validate.stdout
 
 
 def test_learning_rate_advice_allows_lora_ten_times_more_than_full_fine_tuning(workspace):

@@ -64,7 +64,8 @@ def test_trust_remote_code_warns_that_it_runs_code_from_the_model_repository(wor
         "model (keep it only for a model whose code you have read or trust, and pin model_revision to a commit)"]
 
 
-def test_model_data_and_output_paths_outside_the_working_tree_warn(workspace):
+def test_relative_paths_that_climb_out_of_the_working_tree_warn_and_absolute_ones_do_not(workspace):
+    # An absolute path says exactly where; `../x` means somewhere else from every other directory.
     outside = workspace.parent / f"{workspace.name}-elsewhere"
     (outside / "model").mkdir(parents=True)
     (outside / "model" / "config.json").write_text("{}")
@@ -72,8 +73,14 @@ def test_model_data_and_output_paths_outside_the_working_tree_warn(workspace):
 
     found = [(d.code, d.path) for d in diagnose(workspace, text + "dataset_dir: $(whoami)/../../data\n")]
 
-    assert found == [("path-outside-working-tree", "model_name_or_path"), ("path-outside-working-tree", "dataset_dir"),
-                     ("path-outside-working-tree", "output_dir")]
+    assert found == [("path-outside-working-tree", "dataset_dir"), ("path-outside-working-tree", "output_dir")]
+    assert [line for line in rendered(workspace, text) if "path-outside" in line] == [
+        f"config.yaml:6:13: warning[path-outside-working-tree]: output_dir: '../x; rm -rf ~' is relative and climbs "
+        f"out of the working tree ({workspace}): it resolves against the directory the command runs in, so from here "
+        f"the job writes to {workspace.parent / 'x; rm -rf ~'}, and from any other directory somewhere else (use an "
+        "absolute path for a location outside the project, or a path inside it)"]
+    assert "path-outside-working-tree" not in {d.code for d in diagnose(workspace, BASE.replace(
+        "output_dir: out", f"output_dir: {outside / 'out'}"))}
 
 
 @pytest.mark.parametrize("output_dir, where", [("models/base", "is"), ("models", "contains"),

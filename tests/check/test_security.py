@@ -225,6 +225,8 @@ def test_paths_outside_the_working_tree_are_warnings(tmp_path):
     found = {d.path: d for d in result.diagnostics if d.code == "path-outside-working-tree"}
     assert sorted(found) == ["dataset_dir", "output_dir"]
     assert all(d.severity == "warning" for d in found.values())
-    assert found["output_dir"].message == (f"output_dir: '../elsewhere/out' is outside the working tree ({root}); "
-                                           f"the job writes to {outside / 'out'}")
+    assert found["output_dir"].message == (
+        f"output_dir: '../elsewhere/out' is relative and climbs out of the working tree ({root}): it resolves "
+        f"against the directory the command runs in, so from here the job writes to {outside / 'out'}, and from any "
+        "other directory somewhere else")
     assert result.ok

@@ -5,6 +5,7 @@ folders of each stage; this file is the only one that starts `python -m launcher
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -132,6 +133,17 @@ def test_help_exits_0_and_names_every_command():
     for command in ("validate", "plan", "train", "monitor", "tensorboard", "report", "convert", "generate", "pairs",
                     "eval", "loop"):
         assert command in result.stdout
+
+
+COMMANDS = ("validate", "plan", "train", "monitor", "tensorboard", "report", "convert", "schema", "generate", "pairs",
+            "eval", "loop")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_names_no_internal_module_or_source_file(command):
+    result = run_main(command, "--help")
+    assert result.returncode == 0
+    assert not re.findall(r"\blauncher\.\w+|\w+\.py\b", result.stdout), result.stdout
 
 
 def test_an_unknown_override_position_is_still_an_override(workspace):

@@ -28,7 +28,11 @@ EXPECTED = {
     "saturated_late": {},
     "displacement": {"likelihood-displacement": 12},
     "both_falling": {},
+    "rewards_falling": {"rewards-both-falling": 19},
+    "rewards_falling_near": {},
     "eval_falling": {"eval-overoptimization": 50},
+    "eval_loss_rising": {"eval-loss-rising": 30},
+    "eval_loss_rising_near": {},
     "eval_rising": {},
     "eval_lr3e-2_dpo": {"eval-overoptimization": 35},
     "grad_spike": {"grad-norm-spike": 40},
@@ -78,6 +82,47 @@ def test_loss_stuck_message_states_the_value_and_the_window():
     assert alert.message == "loss has stayed at ln 2 = 0.6931 (within 0.002) for the last 20 points"
 
 
+def test_both_rewards_falling_while_margins_grow_says_what_since_when_and_what_to_do():
+    # The reported run: margins grew, chosen reward reached -0.64 by step 50, logps/chosen fell too little over
+    # the window (1.3 nats over 50 steps) for likelihood-displacement.
+    stream = load_stream("rewards_falling")
+    assert dict(stream)[50]["train/rewards/chosen"] < -0.6
+    alert = first_alert(stream, "rewards-both-falling")
+    assert alert.render() == (
+        "warning[rewards-both-falling] step 19: rewards/chosen fell to -0.308 and rewards/rejected to -0.601 while "
+        "margins grew by 0.287 over the last 19 points; the chosen reward has been below 0 since step 1: the margin "
+        "grows only because the rejected answer falls faster, and the chosen answer is less likely than under the "
+        "reference (it should rise) (lower the learning rate, add an SFT term (pref_ftx, e.g. 0.1 to 1.0) or try "
+        "pref_loss: ipo; keep an earlier checkpoint if generations got worse)")
+
+
+def test_both_rewards_falling_near_miss_stays_silent_until_the_threshold_is_met():
+    # Chosen ends at -0.24 (mean of the last 3 points), short of falling_chosen_reward 0.3; at 0.2 it fires.
+    near = load_stream("rewards_falling_near")
+    assert first_steps(evaluate_stream(near)) == {}
+    assert "rewards-both-falling" in first_steps(evaluate_stream(near, parse_thresholds(["falling_chosen_reward=0.2"])))
+
+
+def test_eval_loss_rising_fires_although_eval_accuracy_was_low_from_the_start():
+    stream = load_stream("eval_loss_rising")
+    assert max(m["eval/rewards/accuracies"] for _, m in stream if "eval/rewards/accuracies" in m) <= 0.3
+    alert = first_alert(stream, "eval-loss-rising")
+    assert alert.render() == (
+        "warning[eval-loss-rising] step 30: eval loss rose from 5.250 at step 20 to 6.650 at step 30 (each the mean "
+        "of 2 evals), 27% above its best, while train accuracy was 1.000: since step 20 the policy fits the "
+        "training pairs better and unseen pairs worse (over-fitting: keep the checkpoint nearest step 20 "
+        "(load_best_model_at_end with metric_for_best_model: eval_loss), stop earlier, lower the learning rate or "
+        "pref_beta, or add training data)")
+    # The whole reported rise, 4.6 -> 11.8, is in the stream; the rule says so once (repeat_after 100).
+    assert [a.step for a in evaluate_stream(stream) if a.rule == "eval-loss-rising"] == [30]
+
+
+def test_eval_loss_rising_near_miss_stays_silent_until_the_threshold_is_met():
+    near = load_stream("eval_loss_rising_near")  # the last two evals 18% above the first two
+    assert first_steps(evaluate_stream(near)) == {}
+    assert first_steps(evaluate_stream(near, parse_thresholds(["eval_loss_rise=0.15"]))) == {"eval-loss-rising": 60}
+
+
 def test_a_rule_fires_again_only_after_repeat_after_steps():
     alerts = evaluate_stream(load_stream("nan_beta_1e38_dpo"), parse_thresholds(["repeat_after=5"]))
     assert [a.step for a in alerts if a.rule == "loss-not-finite"] == [1, 6, 11, 16]
@@ -123,7 +168,8 @@ def test_stop_on_unknown_alert_lists_the_choices_and_suggests_one():
         parse_stop_on("grad-norm-spik")
     assert str(info.value) == (
         "--stop-on: expected one of loss-not-finite, margins-near-zero, accuracy-saturated-early, "
-        "loss-stuck-at-ln2, likelihood-displacement, eval-overoptimization, grad-norm-spike (or 'none') but got "
+        "loss-stuck-at-ln2, likelihood-displacement, rewards-both-falling, eval-overoptimization, eval-loss-rising, "
+        "grad-norm-spike (or 'none') but got "
         "'grad-norm-spik' (did you mean 'grad-norm-spike'?)")
 
 

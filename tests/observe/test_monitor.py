@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from launcher.observe.events import Scalar, read_all
-from launcher.observe.monitor import fmt, plain_lines, progress_line, sparkline
+from launcher.observe.monitor import fmt, plain_lines, progress_line, spark_range, sparkline
 from launcher.observe.run_state import RunState
+from launcher.run_status import FINISHED, RunStatus, write_status
 
 from support.cli import HEAVY, REPO, cli_env, probe, run_cli, run_main
 from support.events import EventWriter
@@ -47,8 +48,9 @@ def test_plain_follow_of_a_finished_run_prints_one_line_per_step_then_the_summar
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     # Step 1: policy == reference, so the loss is ln 2 and every reward is exactly 0.
-    assert lines[0] == ("step 1/60: loss=0.6931 rewards/accuracies=0.0000 rewards/margins=0.0000 "
-                        "rewards/chosen=0.0000 rewards/rejected=0.0000")
+    assert lines[0].startswith("step 1/60: loss=0.6931 rewards/accuracies=0.0000 rewards/margins=0.0000 "
+                               "rewards/chosen=0.0000 rewards/rejected=0.0000 logps/chosen=")
+    assert " logps/rejected=" in lines[0]
     assert [line.split(":")[0] for line in lines if line.startswith("step ") and "finished" not in line] == \
         [f"step {n}/60" for n in range(1, 61)]
     # The final evaluation repeats step 60 (in a second event file): one line per step.
@@ -110,8 +112,55 @@ def test_plain_lines_follow_new_steps_and_progress_uses_the_logged_rate(tmp_path
 
 def test_sparkline_scales_between_min_and_max_and_marks_nan():
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
-    assert sparkline([1.0, math.nan, 1.0]) == "▁·▁"
+    assert sparkline([1.0, math.nan, 2.0]) == "▁·█"
     assert sparkline(list(range(100)), width=5) == "▁▃▅▆█"
+
+
+def test_a_flat_series_is_drawn_in_the_middle_and_every_sparkline_carries_its_scale():
+    # A flat 1.0 accuracy used to be drawn as all ▁, which reads as "stuck at the bottom".
+    assert sparkline([1.0, 1.0, math.nan, 1.0]) == "▄▄·▄"
+    assert spark_range([1.0, 1.0, math.nan, 1.0]) == "1..1"
+    assert spark_range(list(range(100)), width=5) == "95..99"
+    assert spark_range([-53.44312, 1.5e-5]) == "-53.44..1.5e-05"
+    assert spark_range([math.nan]) == ""
+
+
+def test_once_shows_logps_rows_and_the_scale_beside_each_sparkline(tmp_path):
+    writer = EventWriter(tmp_path / "run" / "tensorboard")
+    for step in range(1, 6):
+        for tag, value in (("train/loss", 0.7 - step / 100), ("train/rewards/accuracies", 1.0),
+                           ("train/logps/chosen", -40.0 - step), ("train/logps/rejected", -45.0 - 2 * step)):
+            writer.add_scalar(tag, value, step, walltime=1000.0 + step)
+    result = run_main("monitor", tmp_path / "run", "--once")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[1]: line.split()[2:] for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert rows["rewards/accuracies"][:3] == ["1.0000", "▄▄▄▄▄", "1..1"]
+    assert rows["logps/chosen"][:3] == ["-45.0000", "█▆▅▃▁", "-45..-41"]
+    assert rows["logps/rejected"][:3] == ["-55.0000", "█▆▅▃▁", "-55..-47"]
+    state = RunState(tmp_path / "run")
+    assert plain_lines(state, state.poll())[-1] == \
+        "step 5: loss=0.6500 rewards/accuracies=1.0000 logps/chosen=-45.0000 logps/rejected=-55.0000"
+
+
+def test_throughput_after_resume_counts_only_this_launchs_steps(tmp_path):
+    # Launch 1 logged steps 1-10 at 1 step/s and stopped; launch 2 started an hour later, resumed from
+    # checkpoint-10 and logs steps 11-20 at 0.5 steps/s. Over the global step (20 steps in an hour) it would
+    # show 0.01 steps/s and an ETA of days.
+    writer = EventWriter(tmp_path / "run" / "tensorboard")
+    writer.add_scalar("progress/max_steps", 100, 0)
+    for step in range(1, 11):
+        writer.add_scalar("train/loss", 0.7, step, walltime=1000.0 + step)
+    restarted = 1000.0 + 3600.0
+    write_status(tmp_path / "run", RunStatus("running", started_at=restarted))
+    for step in range(11, 21):
+        writer.add_scalar("train/loss", 0.7, step, walltime=restarted + 60.0 + 2 * (step - 10))
+    state = RunState(tmp_path / "run")
+    state.poll()
+    assert state.steps_per_second() == 0.5
+    assert progress_line(state) == "step 20/100 (20%) · ETA 0:02:40 · 0.50 steps/s"
+    write_status(tmp_path / "run", RunStatus(FINISHED, 0, started_at=restarted, ended_at=restarted + 100))
+    state.poll()
+    assert state.steps_per_second() == 0.5  # the finished run's rate is still this launch's
 
 
 def test_numbers_are_formatted_for_reading():

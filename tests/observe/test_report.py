@@ -10,10 +10,11 @@ from launcher.observe.report import ema, final_and_best
 from launcher.observe.run_state import RunState
 
 from support.cli import run_cli, run_main
+from support.events import EventWriter
 from support.training import live_run
 
 PLOTS = ["loss.png", "rewards_chosen.png", "rewards_rejected.png", "rewards_margins.png",
-         "rewards_accuracies.png", "learning_rate.png", "overview.png"]
+         "rewards_accuracies.png", "logps_chosen.png", "logps_rejected.png", "learning_rate.png", "overview.png"]
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def report(tmp_path_factory, tiny_model_dir):
 @pytest.mark.slow
 def test_report_lists_what_it_wrote(report):
     out, result = report
-    assert result.stdout == (f"wrote 8 files to {out / 'dpo-launch' / 'report'}:\n"
+    assert result.stdout == (f"wrote 10 files to {out / 'dpo-launch' / 'report'}:\n"
                              + "".join(f"  {name}\n" for name in [*PLOTS, "report.md"]))
 
 
@@ -75,6 +76,21 @@ def test_metrics_table_has_final_and_best_for_train_and_eval(report):
             if line.startswith("| rewards/accuracies |")]
     assert len(rows) == 1
     assert rows[0].endswith(f"| {final[1]:.4f} (step {final[0]}) | {best[1]:.4f} (step {best[0]}) |")
+
+
+def test_report_tables_and_plots_the_log_probabilities(tmp_path):
+    writer = EventWriter(tmp_path / "run" / "tensorboard")
+    for step in range(1, 6):
+        for tag, value in (("train/loss", 0.7 - step / 100), ("train/logps/chosen", -40.0 - step),
+                           ("train/logps/rejected", -45.0 - 2 * step)):
+            writer.add_scalar(tag, value, step, walltime=1000.0 + step)
+    result = run_main("report", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "run" / "dpo-launch" / "report"
+    lines = (folder / "report.md").read_text(encoding="utf-8").splitlines()
+    assert "| logps/chosen | -45.0000 (step 5) | n/a | - | n/a |" in lines
+    assert "| logps/rejected | -55.0000 (step 5) | n/a | - | n/a |" in lines
+    assert {"logps_chosen.png", "logps_rejected.png"} <= {p.name for p in folder.iterdir()}
 
 
 def test_a_run_dir_without_event_files_is_a_clear_error(tmp_path):

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
+
+import pytest
+
+from launcher.check.config import load_config
+from launcher.layout import lock_file
+from launcher.lifeline import this_host
+from launcher.plan.topology import planned_topology
+from launcher.run.ownership import take_ownership
+from launcher.run.rundir import RunDirRefused
+from launcher.worker.selftest import expected_first_loss, judge
 
 from support.cli import REPO, cli_env, run_main
 from support.workspaces import CONFIG, write_workspace
@@ -36,6 +49,27 @@ def test_plan_prints_reference_loss_and_batch_sections(tmp_path):
         "(3 epochs)")
 
 
+@pytest.mark.parametrize("override", ["ref_model=model", "neftune_noise_alpha=5", "pref_ftx=0.5", "pref_loss=orpo",
+                                      "pref_loss=ipo"])
+def test_plan_says_whether_the_worker_checks_the_first_step_loss_as_the_worker_decides(tmp_path, override):
+    workspace = write_workspace(tmp_path)
+    result = plan(workspace, override)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("  first-step loss")]
+    # What the worker's self-test does with this config: skips it, saying why, or compares with `expected`.
+    config = load_config(workspace / "config.yaml", [override]).values
+    expected, why = expected_first_loss(config)
+    if expected is None:
+        assert judge(config, 0.5) == ("skipped", None, f"dpo-launch worker: loss self-test skipped: {why}")
+        assert line == f"  first-step loss: not checked by the worker: {why}"
+    else:
+        assert judge(config, expected)[0] == "passed"
+        assert line == f"  first-step loss (policy = reference): {expected:.4f}, checked by the worker"
+    if override == "ref_model=model":
+        assert line == ("  first-step loss: not checked by the worker: an explicit ref_model may differ from the "
+                        "policy at step 0")
+
+
 def test_plan_prints_the_memory_table_and_the_launch_it_would_run(tmp_path):
     workspace = write_workspace(tmp_path)
     result = plan(workspace)
@@ -56,13 +90,89 @@ def test_plan_prints_the_memory_table_and_the_launch_it_would_run(tmp_path):
     assert out.splitlines()[-1] == "✓ plan ready, 0 warnings; run it with: dpo-launch train config.yaml"
 
 
+def test_plan_prints_the_exact_train_command_with_its_overrides_and_launch_flags(tmp_path):
+    workspace = write_workspace(tmp_path)
+    args = ("pref_beta=0.2", "output_dir=my runs/x; rm -rf ~", "--nproc-per-node", "2", "--master-port", "29501",
+            "--gpu-memory", "80GiB")
+    result = plan(workspace, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    last = result.stdout.splitlines()[-1]
+    assert last == ("✓ plan ready, 0 warnings; run it with: dpo-launch train config.yaml pref_beta=0.2 "
+                    "'output_dir=my runs/x; rm -rf ~' --nproc-per-node 2 --master-port 29501 --gpu-memory 80GiB")
+    # The printed command is the command: run as printed (dry), train plans the same launch.
+    command = shlex.split(last.split("run it with: ")[1])
+    assert command[:2] == ["dpo-launch", "train"]
+    dry = run_main(*command[1:], "--dry-run", cwd=workspace, env=cli_env(HF_HUB_CACHE=str(workspace / "hub")))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"--args-file {shlex.quote(str(workspace / 'my runs/x; rm -rf ~/dpo-launch/resolved_config.json'))}" in \
+        dry.stdout
+    assert "--nproc_per_node 2" in dry.stdout and "--master_port 29501" in dry.stdout
+
+
+def cpu_env(workspace: Path) -> dict:
+    return cli_env(HF_HUB_CACHE=str(workspace / "hub"), CUDA_VISIBLE_DEVICES="")
+
+
+def test_plan_says_train_refuses_fp16_on_a_cpu_machine_in_trains_own_words(tmp_path):
+    workspace = write_workspace(tmp_path)
+    planned = run_main("plan", "config.yaml", "fp16=true", cwd=workspace, env=cpu_env(workspace))
+    trained = run_main("train", "config.yaml", "fp16=true", "--dry-run", cwd=workspace, env=cpu_env(workspace))
+    assert planned.returncode == 0 and trained.returncode == 1
+    lines = planned.stdout.splitlines()
+    refused = lines[lines.index("`dpo-launch train` would refuse this on this machine, before starting anything:"):]
+    [train_error] = [line for line in trained.stdout.splitlines() if "error[" in line]
+    assert refused[1:] == [
+        train_error,
+        "✗ not ready here: 1 error above, 0 warnings; once they are fixed, run: dpo-launch train config.yaml fp16=true"]
+    assert train_error == ("<command line>: error[needs-gpu]: fp16: true needs a CUDA GPU, but this machine has none "
+                           "visible (or torch is a CPU-only build) (set fp16: false (CPU trains in fp32) or run on a "
+                           "GPU machine)")
+    assert "plan ready" not in planned.stdout
+
+
+def test_plan_says_train_refuses_an_output_dir_that_holds_a_previous_run(tmp_path):
+    workspace = write_workspace(tmp_path)
+    (workspace / "runs/demo/checkpoint-3").mkdir(parents=True)
+    planned = run_main("plan", "config.yaml", cwd=workspace, env=cpu_env(workspace))
+    trained = run_main("train", "config.yaml", "--dry-run", cwd=workspace, env=cpu_env(workspace))
+    assert planned.returncode == 0 and trained.returncode == 1
+    message = trained.stderr.removeprefix("dpo-launch train: error: ").rstrip("\n")
+    assert message.startswith(f"{workspace / 'runs/demo'} already holds a previous run (checkpoint-3); pass --resume")
+    assert f"config.yaml:11:13: error[output-dir-holds-run]: {message}" in planned.stdout.splitlines()
+    # With the config's own consent (overwrite_output_dir: true) train would start over: nothing refused, nothing said.
+    again = run_main("plan", "config.yaml", "overwrite_output_dir=true", cwd=workspace, env=cpu_env(workspace))
+    assert again.stdout.splitlines()[-1].startswith("✓ plan ready")
+    assert "starting over" not in again.stdout
+
+
+def test_plan_says_train_refuses_a_run_another_launcher_holds(tmp_path):
+    workspace = write_workspace(tmp_path)
+    output_dir = workspace / "runs/demo"
+    lock = lock_file(output_dir)
+    lock.parent.mkdir(parents=True)
+    holder = {"pid": os.getpid(), "host": this_host(), "started_at": 1.0e9}
+    lock.write_text(json.dumps(holder) + "\n")
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        planned = run_main("plan", "config.yaml", cwd=workspace, env=cpu_env(workspace))
+        with pytest.raises(RunDirRefused) as refused:
+            take_ownership(output_dir, planned_topology({}, {}, 0))
+    assert f"config.yaml:11:13: error[run-in-use]: {refused.value}" in planned.stdout.splitlines()
+    assert str(refused.value).startswith(f"{output_dir} is in use by another dpo-launch train (pid {os.getpid()} ")
+    assert lock.read_text() == json.dumps(holder) + "\n"  # plan took nothing and wrote nothing
+    assert run_main("plan", "config.yaml", cwd=workspace, env=cpu_env(workspace)).stdout.splitlines()[-1] \
+        .startswith("✓ plan ready")  # released: nothing refused
+
+
 def test_plan_json_gives_the_same_as_data(tmp_path):
     workspace = write_workspace(tmp_path, CONFIG.replace("finetuning_type: full", "finetuning_type: lora"))
     result = plan(workspace, "--format", "json", "--nnodes", "2", "--nproc-per-node", "2",
                   "--master-addr", "10.0.0.1", "--master-port", "29400")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert sorted(data) == ["batch", "config", "diagnostics", "launch", "loss", "memory", "reference"]
+    assert sorted(data) == ["batch", "config", "diagnostics", "launch", "loss", "memory", "reference", "train"]
+    assert data["train"] == {"command": ["dpo-launch", "train", "config.yaml", "--nproc-per-node", "2", "--nnodes", "2",
+                                         "--master-addr", "10.0.0.1", "--master-port", "29400"], "refusals": []}
     assert data["reference"]["kind"] == "adapter-disabled"
     assert data["loss"]["parameters"]["pref_beta"] == 0.5
     # world 4: ceil(100 / (4 x 4)) = 7 batches per rank; ceil(7 / 2) = 4 steps per epoch.

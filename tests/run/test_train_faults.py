@@ -245,7 +245,8 @@ def test_stop_on_and_alert_thresholds_reach_the_worker(tmp_path, tiny_model_dir)
 
 @pytest.mark.parametrize("flags, message", [
     (("--stop-on", "loss-not-finit"), ("--stop-on: expected one of loss-not-finite, margins-near-zero, "
-     "accuracy-saturated-early, loss-stuck-at-ln2, likelihood-displacement, eval-overoptimization, grad-norm-spike "
+     "accuracy-saturated-early, loss-stuck-at-ln2, likelihood-displacement, rewards-both-falling, "
+     "eval-overoptimization, eval-loss-rising, grad-norm-spike "
      "(or 'none') but got 'loss-not-finit' (did you mean 'loss-not-finite'?)")),
     (("--alert-threshold", "spike_factor=x"), ("--alert-threshold: alert threshold 'spike_factor=x': 'x' is not a "
      "number")),

@@ -35,7 +35,14 @@ def silently_sigmoid(ctx: RuleContext) -> Iterator[Diagnostic]:
     """LF calls trl's dpo_loss without loss_type, so trl >= 0.20 runs its default, sigmoid
     (docs/upstream-notes.md#silent-sigmoid)."""
     loss = _known_loss(ctx)
-    if ctx.stage == "dpo" and loss and LOSSES[loss].silently_sigmoid_under_llamafactory_cli:
+    if ctx.stage == "dpo" and loss and LOSSES[loss].silently_sigmoid_under_llamafactory_cli and ctx.launching:
+        yield ctx.note(
+            "loss-silently-sigmoid",
+            f"pref_loss: {shown(loss)}: `dpo-launch train` runs {loss} itself (it patches the loss LLaMA-Factory "
+            "hands to trl, which `llamafactory-cli train` would silently run as sigmoid) and checks it on the first "
+            "batch",
+            "pref_loss")
+    elif ctx.stage == "dpo" and loss and LOSSES[loss].silently_sigmoid_under_llamafactory_cli:
         yield ctx.warning(
             "loss-silently-sigmoid",
             f"pref_loss: {shown(loss)} silently trains the sigmoid loss under `llamafactory-cli train` with the "
@@ -102,6 +109,13 @@ def report_to_tensorboard(ctx: RuleContext) -> Iterator[Diagnostic]:
         return
     got = "is not set (transformers' default is 'none')" if not ctx.is_set("report_to") else \
         f"is {shown(ctx.raw('report_to'))}, without tensorboard"
+    if ctx.launching:
+        yield ctx.note(
+            "report-to-without-tensorboard",
+            f"report_to {got}: `dpo-launch train` adds tensorboard, so rewards/* and logps/* reach TensorBoard, "
+            "the monitor and the health alerts",
+            "report_to")
+        return
     yield ctx.warning(
         "report-to-without-tensorboard",
         f"report_to {got}: `llamafactory-cli train` will not log rewards/* and logps/* to TensorBoard",

@@ -26,6 +26,9 @@ class NotApplicable(Exception):
 class RuleContext:
     loaded: LoadedConfig
     cwd: Path
+    # `dpo-launch train` (or `plan`) will run it: a rule about what `llamafactory-cli train` would get wrong and
+    # `dpo-launch train` fixes says what train does instead, as a note
+    launching: bool = False
     _deepspeed: Any = field(default=None, repr=False)
     _deepspeed_read: bool = field(default=False, repr=False)
 

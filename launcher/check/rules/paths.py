@@ -100,19 +100,25 @@ def trust_remote_code(ctx: RuleContext) -> Iterator[Diagnostic]:
 
 
 def paths_outside_working_tree(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """A relative path that climbs out of the working tree (`../data`): it resolves against the directory the
+    command runs in, so the same config reads or writes somewhere else when run from another directory, a place
+    the project does not contain. An absolute path says exactly where and is not flagged; neither is a path
+    inside the tree (a symlink there that points outside was put there on purpose)."""
     root = _real(ctx.cwd)
     for key in TREE_KEYS:
         for value in _tree_values(ctx, key):
-            if value.startswith("~") or not looks_local(value, ctx.cwd):
+            if value.startswith("~") or os.path.isabs(value) or not looks_local(value, ctx.cwd):
                 continue
-            resolved = _real(ctx.cwd / value)
-            if root and resolved and resolved != root and root not in resolved.parents:
+            lexical = Path(os.path.normpath(ctx.cwd / value))
+            if root and lexical != Path(os.path.normpath(ctx.cwd)) and Path(os.path.normpath(ctx.cwd)) \
+                    not in lexical.parents:
                 verb = "writes to" if key == "output_dir" else "reads from"
                 yield ctx.warning("path-outside-working-tree",
-                                  f"{key}: {shown(value)} is outside the working tree ({root}); the job {verb} "
-                                  f"{resolved}",
-                                  key, "make sure this is the location you mean: a config from elsewhere can point "
-                                  "anywhere your account can read or write")
+                                  f"{key}: {shown(value)} is relative and climbs out of the working tree ({root}): "
+                                  f"it resolves against the directory the command runs in, so from here the job "
+                                  f"{verb} {_real(ctx.cwd / value)}, and from any other directory somewhere else",
+                                  key, "use an absolute path for a location outside the project, or a path inside "
+                                  "it")
 
 
 def _real(path: Path) -> Path | None:

@@ -37,9 +37,10 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def check_rules(loaded: LoadedConfig, cwd: Path) -> list[Diagnostic]:
-    """Every rule's diagnostics for `loaded`; relative paths resolve from `cwd`, as in LLaMA-Factory."""
-    ctx = RuleContext(loaded, Path(cwd))
+def check_rules(loaded: LoadedConfig, cwd: Path, launching: bool = False) -> list[Diagnostic]:
+    """Every rule's diagnostics for `loaded`; relative paths resolve from `cwd`, as in LLaMA-Factory. `launching`:
+    the config is about to run under `dpo-launch train` (RuleContext.launching)."""
+    ctx = RuleContext(loaded, Path(cwd), launching=launching)
     found: list[Diagnostic] = []
     for rule in RULES:
         found.extend(_run(rule, ctx))
