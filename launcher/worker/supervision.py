@@ -41,6 +41,7 @@ from launcher.lifeline import (
     write_heartbeat,
 )
 from launcher.run_status import LAUNCHER_LOST, RunStatus, read_status, write_status
+from launcher.worker import console
 
 
 def rank() -> int:
@@ -105,6 +106,7 @@ class Lifeline:
             divert_output(self.rank_log, self.held)
         except OSError:
             pass
+        console.detach()  # no launcher reads the marks any more
         pid = (self.supervisor or "").split(":", 1)[0]
         print(f"dpo-launch worker: the launcher (pid {pid}) is gone; rank {rank()} stops (with a checkpoint when "
               "it is training)", file=sys.stderr, flush=True)
