@@ -102,11 +102,11 @@ class Lifeline:
             if self.lost:
                 return False
             self.lost = True
+        console.detach()  # no launcher reads the marks any more
         try:
             divert_output(self.rank_log, self.held)
         except OSError:
             pass
-        console.detach()  # no launcher reads the marks any more
         pid = (self.supervisor or "").split(":", 1)[0]
         print(f"dpo-launch worker: the launcher (pid {pid}) is gone; rank {rank()} stops (with a checkpoint when "
               "it is training)", file=sys.stderr, flush=True)

@@ -23,7 +23,7 @@ from launcher.observe.events import masked_crc32c
 from launcher.run.rewind import rewind_file, rewind_json_lines
 
 from support.cli import run_cli
-from support.training import training_env
+from support.training import rank_log, training_env
 
 LONG_RUN = {"max_steps": 5000, "save_strategy": "no"}  # long enough that a fault always lands mid-training
 
@@ -133,7 +133,7 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     resumed = run_cli("train", ws.config, "--resume", "--no-monitor", *flags, cwd=ws.root, env=training_env())
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     # any epoch: with two ranks an epoch of the 64 samples is 8 steps, so the signal may land in the second one
-    assert re.search(rf"Resuming training from checkpoint with epoch \d+ and global step {step}\n", resumed.stdout)
+    assert re.search(rf"Resuming training from checkpoint with epoch \d+ and global step {step}\n", rank_log(ws.out))
     assert loss_steps(out) == list(range(1, step + 3))
 
 
@@ -205,7 +205,7 @@ def test_resume_after_kill_9_drops_the_steps_logged_after_the_last_checkpoint_fr
     ws.write_config(max_steps=logged + 2)
     resumed = run_cli("train", ws.config, "--resume", "--no-monitor", cwd=ws.root, env=training_env())
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert f"Resuming training from checkpoint with epoch 0 and global step {saved}" in resumed.stdout
+    assert f"Resuming training from checkpoint with epoch 0 and global step {saved}" in rank_log(ws.out)
     [rewound] = [line for line in resumed.stdout.splitlines() if "TensorBoard record(s) after step" in line]
     assert rewound.startswith("dpo-launch train: --resume: dropped ")
     assert f" TensorBoard record(s) after step {saved} from {out / 'tensorboard'}/events.out.tfevents." in rewound
