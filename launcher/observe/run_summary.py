@@ -15,7 +15,7 @@ from launcher.layout import complete_checkpoints, logs_dir, tensorboard_dir, wei
 from launcher.observe.monitor import alert_line, fmt, fmt_duration
 from launcher.observe.report import REPORT_DIR, final_and_best
 from launcher.observe.run_state import RunDirError, RunState, find_logdir
-from launcher.run_status import FINISHED, read_status
+from launcher.run_status import FINISHED, STOPPED_BY_ALERT, RunStatus, read_status
 
 # (label, tag suffix, which value is best)
 SUMMARY_METRICS = (("loss", "loss", "min"), ("acc", "rewards/accuracies", "max"), ("margin", "rewards/margins", "max"),
@@ -27,8 +27,7 @@ def summary_lines(output_dir: Path, resume_command: Sequence[str] | None = None,
     """The end-of-run block; `resume_command` (argv) is shown when the run can be resumed."""
     status = read_status(output_dir)
     state = _state(output_dir)
-    ended = state.end.summary if state is not None and state.end is not None else \
-        (status.state if status is not None else "ended")
+    ended = _how_it_ended(status, state)
     wall = status.ended_at - status.started_at if status and status.ended_at and status.started_at else None
     total = state.max_steps if state is not None else None
     steps = f"{state.step if state else 0}/{total} steps" if total else f"{state.step if state else 0} steps"
@@ -41,6 +40,16 @@ def summary_lines(output_dir: Path, resume_command: Sequence[str] | None = None,
     if not finished and checkpoints and resume_command:
         lines.append(f"  resume:      {shlex.join(resume_command)}   (from {checkpoints[-1].name})")
     return lines
+
+
+def _how_it_ended(status: RunStatus | None, state: RunState | None) -> str:
+    """'finished', the alert that stopped it, else the state and exit code (the launcher's closing line, just
+    above, says the rest)."""
+    if status is None:
+        return state.end.summary if state is not None and state.end is not None else "ended"
+    if status.state == STOPPED_BY_ALERT and state is not None and state.end is not None:
+        return state.end.summary
+    return status.state if status.state == FINISHED else f"{status.state} (exit {status.exit_code})"
 
 
 def _state(output_dir: Path) -> RunState | None:
