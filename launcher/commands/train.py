@@ -108,13 +108,15 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
                      gpu_memory_flag=gpu_memory_flag, check_memory=check_memory, stall_timeout=stall_seconds,
                      allow_changes=allow_changes, verbose=verbose,
                      resume_command=resume_argv(config_path, overrides, launch_flags, stop_on, alert_thresholds or [],
-                                                stall_timeout))
+                                                stall_timeout, starts_over=bool(result.config.values.get(
+                                                    "overwrite_output_dir"))))
 
 
 def resume_argv(config_path: str, overrides: list[str], launch_flags: dict[str, Any], stop_on: str | None,
-                alert_thresholds: list[str], stall_timeout: str | None) -> list[str]:
-    """The command that resumes this run, for the end-of-run summary: the same config, overrides and flags."""
-    argv = ["dpo-launch", "train", config_path, *overrides]
+                alert_thresholds: list[str], stall_timeout: str | None, starts_over: bool = False) -> list[str]:
+    """The command that resumes this run, for the end-of-run summary: the same config, overrides and flags (and
+    `overwrite_output_dir=false` for a config that says to start over, which --resume refuses)."""
+    argv = ["dpo-launch", "train", config_path, *overrides, *(["overwrite_output_dir=false"] if starts_over else [])]
     for dest, value in launch_flags.items():
         if value is not None:
             argv += [f"--{dest.replace('_', '-')}", str(value)]

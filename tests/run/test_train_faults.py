@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import struct
 import subprocess
@@ -122,6 +123,9 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     if flags:  # every rank stopped at the same step
         assert f"[rank1]: dpo-launch worker: interrupted by {signal.Signals(sig).name} (rank 1); saved {checkpoint}" \
             in (tmp_path / "stdout.txt").read_text().splitlines()
+    resume = shlex.join(["dpo-launch", "train", str(ws.config), *flags, "--resume"])  # the summary's last line
+    assert (tmp_path / "stdout.txt").read_text().splitlines()[-1] == \
+        f"  resume:      {resume}   (from {checkpoint.name})"
     status = json.loads((out / "dpo-launch" / "status.json").read_text())
     assert (status["state"], status["exit_code"]) == ("interrupted", code)
     assert step >= 2 and loss_steps(out) == list(range(1, step + 1))
