@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from launcher.commands.train import resume_argv
 from launcher.observe.run_state import RunState
 from launcher.observe.run_summary import summary_lines
 from launcher.observe.train_console import LiveView, StepLines, new_lines
@@ -165,3 +166,10 @@ def test_on_a_terminal_the_live_view_shows_from_the_launch_on(tmp_path):
     view.stop()
     assert "dpo-launch train: starting the ranks: loading the model and the data (0:00:0" in screen.getvalue()
     assert str(tmp_path / "dpo-launch" / "logs") in screen.getvalue()
+
+
+def test_the_resume_command_repeats_the_config_overrides_and_flags_and_undoes_a_start_over():
+    assert resume_argv("my config.yaml", ["max_steps=9"], {"nproc_per_node": 2, "nnodes": None}, "none",
+                       ["spike_factor=5"], "1h", starts_over=True) == [
+        "dpo-launch", "train", "my config.yaml", "max_steps=9", "overwrite_output_dir=false", "--nproc-per-node", "2",
+        "--stop-on", "none", "--alert-threshold", "spike_factor=5", "--stall-timeout", "1h", "--resume"]

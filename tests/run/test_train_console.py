@@ -7,8 +7,15 @@ the event files); a summary at the end. `--verbose` shows everything.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import re
 import shlex
+import struct
+import subprocess
+import sys
+import termios
 
 import pytest
 
@@ -16,7 +23,7 @@ from launcher.observe.events import Scalar, read_all
 from launcher.observe.monitor import fmt
 
 from support.cli import run_cli
-from support.training import make_workspace, rank_log
+from support.training import make_workspace, rank_log, training_env
 
 STEPS, LOGGING_STEPS = 12, 2
 LOGGED = STEPS // LOGGING_STEPS
@@ -110,3 +117,36 @@ def test_verbose_shows_everything_the_ranks_print(tmp_path, tiny_model_dir):
     assert [line for line in result.stdout.splitlines() if step_line(2).fullmatch(line)]
     assert "\x1e" not in result.stdout + rank_log(ws.out)
     assert result.stdout.splitlines()[-1].startswith("  logs:        ")
+
+
+def run_on_a_terminal(args: list[str], cwd, timeout: float = 600) -> tuple[int, str]:
+    """`dpo-launch ARGS` with stdout and stderr a pseudo-terminal (what an interactive shell gives it)."""
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", *args], cwd=cwd, env=training_env(),
+                            stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    screen = bytearray()
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    return proc.wait(timeout=timeout), screen.decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_on_a_terminal_the_live_view_starts_at_launch_and_the_libraries_info_logs_stay_in_the_log(
+        tmp_path, tiny_model_dir):
+    ws = make_workspace(tmp_path / "ws", tiny_model_dir, **{**RUN, "max_steps": 4, "save_strategy": "no"})
+    code, screen = run_on_a_terminal(["train", str(ws.config)], ws.root)
+    assert code == 0, screen[-3000:]
+    starting = screen.find("starting the ranks: loading the model and the data")
+    panel = screen.find("dpo-launch monitor:")
+    assert 0 <= starting < panel, screen[-3000:]  # the view is up before the first step is logged
+    assert "step 4/4" in screen and "dpo-launch train: finished; 4/4 steps in " in screen
+    assert "[INFO|" not in screen and "[INFO|" in rank_log(ws.out)
