@@ -82,8 +82,7 @@ def start_run(result: ValidationResult, launch_flags: Mapping[str, Any], cwd: Pa
         decided = guard_output_dir(output_dir, values, effective_consent(output_dir, values, consent, cwd))
         print(describe(launch_for_node(resolve_args(values, output_dir, decided), topology, cwd, env, gpus=gpus)))
         return EXIT_OK
-    job = _Job(result, topology, cwd, env, gpus, output_dir, monitor, stall_timeout, plan)
-    job.verbose, job.resume_command = verbose, resume_command
+    job = _Job(result, topology, cwd, env, gpus, output_dir, monitor, stall_timeout, plan, verbose, resume_command)
     created = [path for path in (output_dir, run_dir(output_dir)) if not path.exists()]
     ownership = take_ownership(output_dir, topology)
     try:
@@ -101,11 +100,11 @@ def start_run(result: ValidationResult, launch_flags: Mapping[str, Any], cwd: Pa
 
 class _Job:
     def __init__(self, result: ValidationResult, topology: Topology, cwd: Path, env: Mapping[str, str], gpus: int,
-                 output_dir: Path, monitor: bool, stall_timeout: float | None, plan: dict[str, Any]):
+                 output_dir: Path, monitor: bool, stall_timeout: float | None, plan: dict[str, Any],
+                 verbose: bool = False, resume_command: Sequence[str] | None = None):
         self.result, self.topology, self.cwd, self.env, self.gpus = result, topology, cwd, env, gpus
         self.output_dir, self.monitor, self.stall_timeout, self.plan = output_dir, monitor, stall_timeout, plan
-        self.verbose = False
-        self.resume_command: Sequence[str] | None = None
+        self.verbose, self.resume_command = verbose, resume_command
         assert result.config is not None
         self.values = result.config.values
 
