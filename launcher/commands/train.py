@@ -1,7 +1,9 @@
 """`dpo-launch train CONFIG [key=value ...] [launch flags]`: validate, guard the output_dir, record the run,
 launch the worker on every rank and supervise it to the end.
 
-The config stays a plain LLaMA-Factory config: everything launcher-specific is a flag here. `--stop-on` and
+The config stays a plain LLaMA-Factory config: everything launcher-specific is a flag here. The console shows
+dpo-launch's lines, warnings and errors, the live view (a terminal) or one line per logged step, and a summary at
+the end; everything the ranks print is in their logs (`--verbose` shows it all). `--stop-on` and
 `--alert-threshold` reach every rank's health alerts through the environment.
 """
 
@@ -51,7 +53,11 @@ def add_parser(subparsers) -> None:
                         help="stop the job when a rank makes no training progress for this long: seconds, or with a "
                              "unit (90s, 30m, 1h30m); 'off' never (default: 30m)")
     parser.add_argument("--no-monitor", dest="monitor", action="store_false",
-                        help="plain log lines instead of the live metrics view")
+                        help="one line per logged step instead of the live metrics view on a terminal")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="show everything the ranks print (LLaMA-Factory's and transformers' INFO logs, progress "
+                             "bars); without it only warnings, errors and dpo-launch's lines are shown, and the rest "
+                             "is in <output_dir>/dpo-launch/logs/rank-N.log")
     parser.add_argument("--stop-on", dest="stop_on", metavar="NAMES",
                         help="comma-separated health alerts that end the run after saving a checkpoint "
                              "(default: loss-not-finite; 'none': no alert stops the run)")
@@ -80,7 +86,7 @@ def parse_duration(text: str | None) -> float | None:
 def run(config: str | None, overrides: list[str], config_file: str | None = None, dry_run: bool = False,
         resume: bool = False, overwrite: bool = False, monitor: bool = True, stop_on: str | None = None,
         alert_thresholds: list[str] | None = None, gpu_memory_flag: str | None = None, check_memory: bool = True,
-        allow_changes: bool = False, stall_timeout: str | None = None,
+        allow_changes: bool = False, stall_timeout: str | None = None, verbose: bool = False,
         **launch_flags: Any) -> int:
     config_path, overrides = pop_config_path(config, overrides, config_file)
     stall_seconds = parse_duration(stall_timeout)
@@ -100,4 +106,24 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
     consent = "resume" if resume else "overwrite" if overwrite else None
     return start_run(result, launch_flags, cwd, env, consent=consent, dry_run=dry_run, monitor=monitor,
                      gpu_memory_flag=gpu_memory_flag, check_memory=check_memory, stall_timeout=stall_seconds,
-                     allow_changes=allow_changes)
+                     allow_changes=allow_changes, verbose=verbose,
+                     resume_command=resume_argv(config_path, overrides, launch_flags, stop_on, alert_thresholds or [],
+                                                stall_timeout, starts_over=bool(result.config.values.get(
+                                                    "overwrite_output_dir"))))
+
+
+def resume_argv(config_path: str, overrides: list[str], launch_flags: dict[str, Any], stop_on: str | None,
+                alert_thresholds: list[str], stall_timeout: str | None, starts_over: bool = False) -> list[str]:
+    """The command that resumes this run, for the end-of-run summary: the same config, overrides and flags (and
+    `overwrite_output_dir=false` for a config that says to start over, which --resume refuses)."""
+    argv = ["dpo-launch", "train", config_path, *overrides, *(["overwrite_output_dir=false"] if starts_over else [])]
+    for dest, value in launch_flags.items():
+        if value is not None:
+            argv += [f"--{dest.replace('_', '-')}", str(value)]
+    if stop_on is not None:
+        argv += ["--stop-on", stop_on]
+    for threshold in alert_thresholds:
+        argv += ["--alert-threshold", threshold]
+    if stall_timeout is not None:
+        argv += ["--stall-timeout", stall_timeout]
+    return argv + ["--resume"]

@@ -10,10 +10,10 @@ at the end.
 The job's environment names the launcher (launcher.lifeline), so ranks whose launcher dies without warning
 stop on their own; a stall watch (launcher.run.stall) stops a job in which a rank stopped moving.
 
-Output is streamed to the terminal and teed to `logs/launcher.log` and `logs/rank-N.log`
-(launcher.run.tee). When torchrun reports a failed rank, the launcher says which one and where its log is; when
-an alert named in --stop-on ended the run (exit 4, from every rank), it says which alert at which step and where
-the checkpoint is.
+Output is teed to `logs/launcher.log` and `logs/rank-N.log` and, the lines meant for it (or all of them with
+`--verbose`), to the terminal (launcher.run.tee). When torchrun reports a failed rank, the launcher says which
+one and where its log is; when an alert named in --stop-on ended the run (exit 4, from every rank), it says
+which alert at which step and where the checkpoint is.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
@@ -88,21 +89,24 @@ class JobEnd:
 
 def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cwd: Path | None = None, *,
               keep_fds: tuple[int, ...] = (), stall: StallWatch | None = None,
-              output_dir: Path | None = None) -> JobEnd:
+              output_dir: Path | None = None, verbose: bool = False,
+              job_ended: Callable[[], None] | None = None) -> JobEnd:
     """Run the job to its end: exit code 130/143/129 after SIGINT/SIGTERM/SIGHUP, 5 after a stall, 128+N if
     killed by signal N, 4 when a --stop-on alert ended it (its closing message then names the alert, read from
     `output_dir`'s alerts.jsonl), else the job's own.
 
     Signal handlers go in before the job starts and the logs are open before it starts, so no failure in
     between can leave a job running unsupervised. `keep_fds` are passed to the job (the run's lock, so it
-    stays held while any of the job lives). Meant for the `dpo-launch` process: at the end it kills every
+    stays held while any of the job lives). `verbose` shows every line of the job's output on the terminal, not
+    only the ones meant for it. `job_ended` is called once the job is gone, before the closing message (the
+    console's last step lines come first). Meant for the `dpo-launch` process: at the end it kills every
     process descended from the caller.
     """
     logs_dir.mkdir(parents=True, exist_ok=True)
     become_subreaper()
     outcome = _Outcome(grace=grace)
     env = {**spec.env, SUPERVISOR_ENV: launcher_identity()}
-    with Tee(logs_dir, spec.distributed) as tee, _Forwarding(outcome):
+    with Tee(logs_dir, spec.distributed, verbose) as tee, _Forwarding(outcome):
         outcome.proc = subprocess.Popen(spec.argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, pass_fds=keep_fds,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         if outcome.interrupted_by is not None:  # the signal came while the job was starting
@@ -114,6 +118,8 @@ def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cw
         finally:
             _sweep(outcome.proc)
         reader.join(timeout=5)
+        if job_ended is not None:
+            job_ended()
         code = _exit_code(returncode, outcome)
         message = _closing_message(code, outcome, logs_dir, spec.distributed, output_dir)
         tee.say(message)

@@ -1,6 +1,9 @@
 """The job's output, as the launcher passes it on: to the terminal, to `logs/launcher.log` and, per rank, to
 `logs/rank-N.log` (lines torchrun prefixes with `[rankN]: `; everything, for a single process).
 
+The logs get every line; the terminal only the lines a rank marked for it (launcher.rank_output: dpo-launch's
+own lines, warnings and errors) and torchrun's own lines, or every line with `--verbose`.
+
 Neither a full disk nor a terminal that went away (a closed SSH session: writes fail with EIO or EPIPE) stops
 the job: the logs stop, or the terminal output does, and the rest goes on.
 """
@@ -13,15 +16,18 @@ import sys
 from pathlib import Path
 from typing import IO, Self
 
+from launcher.rank_output import shown_part, unmarked
+
 RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
 
 
 class Tee:
     """The job's output to the terminal, logs/launcher.log and (per rank) logs/rank-N.log."""
 
-    def __init__(self, logs_dir: Path, distributed: bool):
+    def __init__(self, logs_dir: Path, distributed: bool, verbose: bool = False):
         self.logs_dir = logs_dir
         self.distributed = distributed
+        self.verbose = verbose
         self.rank_logs: dict[int, IO[bytes]] = {}
         self.logging = True
 
@@ -35,9 +41,21 @@ class Tee:
             handle.close()
 
     def line(self, raw: bytes) -> None:
-        write_out(sys.stdout, raw.decode("utf-8", "replace"))
+        shown = unmarked(raw) if self.verbose else self.console_part(raw)
+        if shown:
+            write_out(sys.stdout, shown.decode("utf-8", "replace"))
         if self.logging:
-            self._log(raw)
+            self._log(unmarked(raw))
+
+    def console_part(self, raw: bytes) -> bytes | None:
+        """What the terminal shows of a line when not verbose: a rank's marked part (behind its `[rankN]: `), or
+        a line of torchrun's own; None for the rest."""
+        match = RANK_LINE.match(raw)
+        if self.distributed and match is None:
+            return raw
+        prefix, rest = (raw[:match.end()], raw[match.end():]) if match else (b"", raw)
+        part = shown_part(rest)
+        return None if part is None else prefix + part
 
     def _log(self, raw: bytes) -> None:
         """Into the log files; a full disk stops the logging, never the job (the terminal still gets it all)."""

@@ -13,14 +13,20 @@ trainer_log.jsonl and alerts.jsonl lines logged after it (launcher.run.rewind), 
 Ctrl-C / SIGTERM / SIGHUP make every rank save a checkpoint before stopping (launcher.worker.graceful_stop;
 exit 130 / 143 / 129); ranks whose launcher dies stop the same way on their own (launcher.lifeline); a rank
 that stops moving for `--stall-timeout` stops the job (launcher.run.stall; exit 5).
+
+The console: the ranks' INFO logs, config dumps and progress bars go to their logs only, dpo-launch's lines,
+warnings and errors to the console too (`verbose`: everything; launcher.run.tee); on a terminal the live view
+from the launch on, else one line per logged step (launcher.observe.train_console); at the end the summary
+(launcher.observe.run_summary).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +35,8 @@ from launcher.errors import EXIT_OK, UserError
 from launcher.layout import RESOLVED_CONFIG, lock_file, logs_dir, run_dir, tensorboard_dir
 from launcher.lf.deepspeed import zero_settings
 from launcher.lifeline import this_host
-from launcher.observe.monitor import attach
+from launcher.observe.run_summary import summary_lines
+from launcher.observe.train_console import LiveView, StepLines
 from launcher.plan.build import build_plan
 from launcher.plan.gpus import gpu_memory
 from launcher.plan.launch import LaunchSpec, absolute_output_dir, describe, launch_for_node, resolve_args
@@ -48,6 +55,7 @@ from launcher.run.rundir import (
 )
 from launcher.run.stall import DEFAULT_STALL_SECONDS, StallWatch
 from launcher.run.supervise import JobEnd, launcher_identity, supervise
+from launcher.run.tee import write_out
 from launcher.run_status import RUNNING, RunStatus, read_status, state_for_exit_code, write_status
 
 Consent = Literal["resume", "overwrite"] | None
@@ -56,8 +64,12 @@ Consent = Literal["resume", "overwrite"] | None
 def start_run(result: ValidationResult, launch_flags: Mapping[str, Any], cwd: Path, env: Mapping[str, str],
               *, consent: Consent = None, dry_run: bool = False, monitor: bool = True,
               gpu_memory_flag: str | None = None, check_memory: bool = True,
-              stall_timeout: float | None = DEFAULT_STALL_SECONDS, allow_changes: bool = False) -> int:
-    """Run the job `result` validated; its exit code. Raises a UserError before anything starts when it cannot."""
+              stall_timeout: float | None = DEFAULT_STALL_SECONDS, allow_changes: bool = False,
+              verbose: bool = False, resume_command: Sequence[str] | None = None) -> int:
+    """Run the job `result` validated; its exit code. Raises a UserError before anything starts when it cannot.
+
+    `monitor`: the live view on a terminal (else step lines); `verbose`: every line the ranks print on the
+    console; `resume_command`: the argv the end-of-run summary offers when the run stopped with a checkpoint."""
     assert result.config is not None, "start a config that loaded"  # callers refuse a result that is not ok
     values = result.config.values
     machine = detect_machine(env)
@@ -70,7 +82,7 @@ def start_run(result: ValidationResult, launch_flags: Mapping[str, Any], cwd: Pa
         decided = guard_output_dir(output_dir, values, effective_consent(output_dir, values, consent, cwd))
         print(describe(launch_for_node(resolve_args(values, output_dir, decided), topology, cwd, env, gpus=gpus)))
         return EXIT_OK
-    job = _Job(result, topology, cwd, env, gpus, output_dir, monitor, stall_timeout, plan)
+    job = _Job(result, topology, cwd, env, gpus, output_dir, monitor, stall_timeout, plan, verbose, resume_command)
     created = [path for path in (output_dir, run_dir(output_dir)) if not path.exists()]
     ownership = take_ownership(output_dir, topology)
     try:
@@ -88,9 +100,11 @@ def start_run(result: ValidationResult, launch_flags: Mapping[str, Any], cwd: Pa
 
 class _Job:
     def __init__(self, result: ValidationResult, topology: Topology, cwd: Path, env: Mapping[str, str], gpus: int,
-                 output_dir: Path, monitor: bool, stall_timeout: float | None, plan: dict[str, Any]):
+                 output_dir: Path, monitor: bool, stall_timeout: float | None, plan: dict[str, Any],
+                 verbose: bool = False, resume_command: Sequence[str] | None = None):
         self.result, self.topology, self.cwd, self.env, self.gpus = result, topology, cwd, env, gpus
         self.output_dir, self.monitor, self.stall_timeout, self.plan = output_dir, monitor, stall_timeout, plan
+        self.verbose, self.resume_command = verbose, resume_command
         assert result.config is not None
         self.values = result.config.values
 
@@ -116,6 +130,7 @@ class _Job:
         _status(output_dir, RunStatus(state, end.code, os.getpid(), this_host(), _started(output_dir), time.time(),
                                       end.message, {"launch": number}))
         record_end(output_dir, number, end.code, state)
+        self._summarize()
         return end.code
 
     def join_and_run(self, ownership: Ownership, consent: Consent) -> int:
@@ -140,13 +155,22 @@ class _Job:
               f"{tensorboard_dir(output_dir)}", flush=True)
         stall = StallWatch(output_dir, launcher_identity(), self.stall_timeout, self.topology.nproc_per_node) \
             if self.stall_timeout else None
-        view = attach(output_dir) if self.monitor else None
+        view = LiveView(output_dir) if self.monitor and sys.stdout.isatty() else StepLines(output_dir)
         try:
             return supervise(spec, logs_dir(output_dir), cwd=self.cwd, keep_fds=keep_fds, stall=stall,
-                             output_dir=output_dir)
+                             output_dir=output_dir, verbose=self.verbose, job_ended=view.stop)
         finally:
-            if view is not None:
-                view.stop()
+            view.stop()
+
+    def _summarize(self) -> None:
+        """The end-of-run block; a run directory it cannot read changes nothing about how the run ended."""
+        try:
+            lines = summary_lines(self.output_dir, self.resume_command, self.topology.world_size)
+        except Exception as exc:  # noqa: BLE001 - the run is over and recorded; the summary is a courtesy
+            lines = [f"dpo-launch train: no summary ({type(exc).__name__}: {exc}); see dpo-launch report "
+                     f"{self.output_dir}"]
+        for line in lines:
+            write_out(sys.stdout, line + "\n")
 
     def _facts(self, consent: Consent, allow_changes: bool) -> dict[str, Any]:
         """What launches.jsonl records about this launch besides its config and data."""

@@ -25,6 +25,8 @@ import signal
 import sys
 from typing import Any
 
+from launcher.worker import console
+
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -107,7 +109,7 @@ class StopOnSignal:
 
 
 def _announce(text: str) -> None:
-    print(f"dpo-launch worker: {text}", file=sys.stderr, flush=True)
+    console.say(f"dpo-launch worker: {text}", sys.stderr)
 
 
 def make_callback(request: StopRequest):

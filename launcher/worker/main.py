@@ -28,7 +28,7 @@ from launcher.errors import EXIT_ALERT_STOP
 from launcher.layout import logs_dir, tensorboard_dir
 from launcher.lf.losses import PREF_LOSS_NAMES, resolve_loss
 from launcher.versions import package_versions
-from launcher.worker import loss_patch, selftest, upstream_fixes
+from launcher.worker import console, loss_patch, selftest, upstream_fixes
 from launcher.worker.graceful_stop import StopRequest, make_callback
 from launcher.worker.metrics import AlertStop, make_callbacks
 from launcher.worker.selftest import LossSelfTestFailed
@@ -89,8 +89,7 @@ def announce_loss(cfg: dict[str, Any], patched: bool) -> None:
         note = f"loss_type passed through to trl {trl} (llamafactory-cli would train sigmoid)"
     else:
         note = f"loss patch DISABLED by DPO_LAUNCH_DISABLE_LOSS_PATCH; trl {trl} may train sigmoid"
-    print(f"{PREFIX}: training {'stage kto' if loss.name == 'kto' else 'pref_loss ' + loss.name}: {note}",
-          flush=True)
+    console.say(f"{PREFIX}: training {'stage kto' if loss.name == 'kto' else 'pref_loss ' + loss.name}: {note}")
 
 
 def train(cfg: dict[str, Any], stop: StopRequest, lifeline: Lifeline) -> None:
@@ -128,7 +127,7 @@ def close_progress_bars() -> None:
 
 def fail(message: str) -> int:
     close_progress_bars()
-    print(f"{PREFIX}: {message}" if not message.startswith(PREFIX) else message, file=sys.stderr, flush=True)
+    console.say(f"{PREFIX}: {message}" if not message.startswith(PREFIX) else message, sys.stderr)
     return 1
 
 
@@ -141,7 +140,7 @@ def interrupted(exc: KeyboardInterrupt, lifeline: Lifeline) -> int:
     saved = f"; saved {checkpoint}" if checkpoint else ""
     lost = lifeline.confirm_lost()
     cause = "stopped: its launcher was lost" if lost else f"interrupted by {signal.Signals(signum).name}"
-    print(f"{PREFIX}: {cause} (rank {rank()}){saved}", file=sys.stderr, flush=True)
+    console.say(f"{PREFIX}: {cause} (rank {rank()}){saved}", sys.stderr)
     if lost:
         done = f"saved {checkpoint}" if checkpoint else "no checkpoint (it was not training yet)"
         lifeline.record(f"the launcher died; rank {rank()} stopped on its own: {done}", checkpoint)
@@ -161,7 +160,7 @@ def alert_stopped(exc: AlertStop) -> int:
         signal.signal(sig, signal.SIG_IGN)
     close_progress_bars()
     saved = f"; saved {exc.checkpoint}" if exc.checkpoint else ""
-    print(f"{PREFIX}: {exc} (--stop-on) (rank {rank()}){saved}", file=sys.stderr, flush=True)
+    console.say(f"{PREFIX}: {exc} (--stop-on) (rank {rank()}){saved}", sys.stderr)
     leave_process_group()
     return EXIT_ALERT_STOP
 
@@ -189,6 +188,7 @@ def training_failed(cfg: dict[str, Any], exc: Exception) -> int:
 
 def run(args_file: Path) -> int:
     lifeline = Lifeline()
+    console.install()  # before LLaMA-Factory logs anything: which lines the launcher's console shows
     stop = StopRequest()
     stop.install()  # from the start: a signal while loading ends the worker with 130/143/129, not a traceback
     try:

@@ -43,6 +43,7 @@ from typing import Any
 
 from launcher.layout import OWN_DIR, alerts_file, run_dir, tensorboard_dir
 from launcher.observe.alerts import Alert, AlertEngine, settings_from_env
+from launcher.worker import console
 
 
 def logdir(output_dir: Path | str) -> Path:
@@ -177,7 +178,7 @@ class RewardMetrics:
 
     def _say(self, text: str) -> None:
         if self.is_main:
-            print(f"dpo-launch: {text}", file=sys.stderr, flush=True)
+            console.say(f"dpo-launch: {text}", sys.stderr)
 
 
 def _json_safe(record: dict) -> dict:

@@ -25,6 +25,7 @@ from typing import Any
 from launcher.layout import RUNTIME_FILE, run_dir
 from launcher.lf.losses import first_step_check, resolve_loss
 from launcher.versions import package_versions
+from launcher.worker import console
 
 # Human-readable closed forms for the failure message; the values come from launcher.lf.losses.
 CLOSED_FORMS = {
@@ -188,9 +189,9 @@ def _say(message: str) -> None:
     """Print above the trainer's progress bar instead of into it."""
     tqdm = sys.modules.get("tqdm.std")
     if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
-        tqdm.tqdm.write(message)
+        tqdm.tqdm.write(console.shown(message))
     else:
-        print(message, flush=True)
+        console.say(message)
 
 
 def install_probe(probe: FirstBatchProbe) -> None:

@@ -41,6 +41,7 @@ from launcher.lifeline import (
     write_heartbeat,
 )
 from launcher.run_status import LAUNCHER_LOST, RunStatus, read_status, write_status
+from launcher.worker import console
 
 
 def rank() -> int:
@@ -101,6 +102,7 @@ class Lifeline:
             if self.lost:
                 return False
             self.lost = True
+        console.detach()  # no launcher reads the marks any more
         try:
             divert_output(self.rank_log, self.held)
         except OSError:

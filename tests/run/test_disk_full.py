@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_train import loss_steps, workspace
 
-from support.training import Workspace, training_env
+from support.training import Workspace, rank_log, training_env
 
 CHECKPOINT_LIMIT = 256 * 1024  # below the tiny model's model.safetensors (~600 kB), above every log and manifest file
 MANIFEST_LIMIT = 1024  # below plan.json (~5 kB), the largest file of the run manifest
@@ -77,7 +77,7 @@ def test_a_checkpoint_save_that_fails_is_one_clear_line_and_the_previous_checkpo
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert ("dpo-launch train: --resume: resuming from checkpoint-2, the last complete checkpoint; passing over "
             "checkpoint-4: no trainer_state.json: its save did not finish") in resumed.stdout.splitlines()
-    assert "Resuming training from checkpoint with epoch 0 and global step 2" in resumed.stdout
+    assert "Resuming training from checkpoint with epoch 0 and global step 2" in rank_log(out)
     assert loss_steps(out) == [1, 2, 3, 4]
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()
 

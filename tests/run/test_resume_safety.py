@@ -16,7 +16,7 @@ from launcher.layout import checkpoint_problem
 from launcher.run.rundir import RunDirRefused, checkpoint_to_resume
 
 from support.cli import run_cli, run_main
-from support.training import training_env
+from support.training import rank_log, training_env
 
 
 def fingerprint(path: Path) -> str:
@@ -146,5 +146,5 @@ def test_resume_passes_over_a_checkpoint_whose_trainer_state_is_empty(tmp_path, 
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert ("dpo-launch train: --resume: resuming from checkpoint-2, the last complete checkpoint; passing over "
             "checkpoint-4: trainer_state.json is empty") in resumed.stdout.splitlines()
-    assert "Resuming training from checkpoint with epoch 0 and global step 2" in resumed.stdout
+    assert "Resuming training from checkpoint with epoch 0 and global step 2" in rank_log(ws.out)
     assert loss_steps(ws.out) == [1, 2, 3, 4, 5, 6]

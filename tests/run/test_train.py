@@ -14,7 +14,7 @@ import yaml
 from launcher.observe.events import Scalar, read_all
 
 from support.cli import run_cli
-from support.training import Workspace, make_workspace, training_env
+from support.training import Workspace, make_workspace, rank_log, training_env
 
 # On top of fixtures_training.TRAIN_DEFAULTS: checkpoints every 2 steps, and report_to none to show that
 # `train` adds tensorboard by itself.
@@ -94,7 +94,7 @@ def test_resume_continues_from_the_last_checkpoint_without_duplicated_or_missing
     copy.write_config(max_steps=6)
     result = cli("train", copy.config, "--resume", cwd=copy.root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Resuming training from checkpoint with epoch 0 and global step 4" in result.stdout
+    assert "Resuming training from checkpoint with epoch 0 and global step 4" in rank_log(copy.out)
     resolved = json.loads((copy.out / "dpo-launch" / "resolved_config.json").read_text())
     assert resolved["resume_from_checkpoint"] == str(copy.out / "checkpoint-4")
     assert loss_steps(copy.out) == [1, 2, 3, 4, 5, 6]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import struct
 import subprocess
@@ -23,7 +24,7 @@ from launcher.observe.events import masked_crc32c
 from launcher.run.rewind import rewind_file, rewind_json_lines
 
 from support.cli import run_cli
-from support.training import training_env
+from support.training import rank_log, training_env
 
 LONG_RUN = {"max_steps": 5000, "save_strategy": "no"}  # long enough that a fault always lands mid-training
 
@@ -122,6 +123,9 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     if flags:  # every rank stopped at the same step
         assert f"[rank1]: dpo-launch worker: interrupted by {signal.Signals(sig).name} (rank 1); saved {checkpoint}" \
             in (tmp_path / "stdout.txt").read_text().splitlines()
+    resume = shlex.join(["dpo-launch", "train", str(ws.config), *flags, "--resume"])  # the summary's last line
+    assert (tmp_path / "stdout.txt").read_text().splitlines()[-1] == \
+        f"  resume:      {resume}   (from {checkpoint.name})"
     status = json.loads((out / "dpo-launch" / "status.json").read_text())
     assert (status["state"], status["exit_code"]) == ("interrupted", code)
     assert step >= 2 and loss_steps(out) == list(range(1, step + 1))
@@ -133,7 +137,7 @@ def test_an_interrupted_run_saves_a_checkpoint_exits_with_the_signals_code_and_r
     resumed = run_cli("train", ws.config, "--resume", "--no-monitor", *flags, cwd=ws.root, env=training_env())
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     # any epoch: with two ranks an epoch of the 64 samples is 8 steps, so the signal may land in the second one
-    assert re.search(rf"Resuming training from checkpoint with epoch \d+ and global step {step}\n", resumed.stdout)
+    assert re.search(rf"Resuming training from checkpoint with epoch \d+ and global step {step}\n", rank_log(ws.out))
     assert loss_steps(out) == list(range(1, step + 3))
 
 
@@ -205,7 +209,7 @@ def test_resume_after_kill_9_drops_the_steps_logged_after_the_last_checkpoint_fr
     ws.write_config(max_steps=logged + 2)
     resumed = run_cli("train", ws.config, "--resume", "--no-monitor", cwd=ws.root, env=training_env())
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert f"Resuming training from checkpoint with epoch 0 and global step {saved}" in resumed.stdout
+    assert f"Resuming training from checkpoint with epoch 0 and global step {saved}" in rank_log(ws.out)
     [rewound] = [line for line in resumed.stdout.splitlines() if "TensorBoard record(s) after step" in line]
     assert rewound.startswith("dpo-launch train: --resume: dropped ")
     assert f" TensorBoard record(s) after step {saved} from {out / 'tensorboard'}/events.out.tfevents." in rewound

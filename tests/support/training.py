@@ -127,6 +127,12 @@ def make_workspace(root: Path, model: Path, **overrides: Any) -> Workspace:
     return workspace.write_config(**overrides)
 
 
+def rank_log(output_dir: Path, rank: int = 0) -> str:
+    """Everything rank `rank` printed under `dpo-launch train` (every launch of the run): LLaMA-Factory's and
+    transformers' logs are there, not on the console (launcher.run.tee)."""
+    return (output_dir / "dpo-launch" / "logs" / f"rank-{rank}.log").read_text(encoding="utf-8")
+
+
 def run_worker(ws: Workspace, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m launcher.worker --args-file` on the workspace's current config, in one process."""
     return subprocess.run([sys.executable, "-m", "launcher.worker", "--args-file", str(ws.write_args())],

@@ -1,0 +1,175 @@
+"""The parts of `train`'s console, each on its own and without training: which rank lines the console shows and
+which go to the logs only (launcher.run.tee, launcher.rank_output), how a rank marks them (launcher.worker.console),
+the step lines and the end-of-run summary read from a run directory, and the live view on a terminal from the
+launch on. tests/run/test_train_console.py shows them together in a real run."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+
+from launcher.commands.train import resume_argv
+from launcher.observe.run_state import RunState
+from launcher.observe.run_summary import summary_lines
+from launcher.observe.train_console import LiveView, StepLines, new_lines
+from launcher.run.tee import Tee
+from launcher.run_status import RunStatus, write_status
+
+from support.cli import cli_env
+from support.events import write_run, write_scalars
+
+MARK = "\x1e"
+
+
+def through_tee(lines: list[str], tmp_path, distributed: bool = False, verbose: bool = False) -> Tee:
+    tee = Tee(tmp_path, distributed, verbose)
+    with tee:
+        for line in lines:
+            tee.line(line.encode())
+    return tee
+
+
+def test_the_console_shows_only_the_marked_lines_and_the_rank_log_gets_every_line_unmarked(tmp_path, capsys):
+    through_tee(["[INFO|loader] loading weights\n", f"{MARK}[WARNING|parser] >> mixed precision\n",
+                 f"\r 10%|█   | 3/30{MARK}dpo-launch: warning[x] step 3: y\n", "  \"hidden_size\": 64,\n"], tmp_path)
+    assert capsys.readouterr().out == "[WARNING|parser] >> mixed precision\ndpo-launch: warning[x] step 3: y\n"
+    assert (tmp_path / "rank-0.log").read_bytes().decode() == (
+        "[INFO|loader] loading weights\n[WARNING|parser] >> mixed precision\n"
+        "\r 10%|█   | 3/30dpo-launch: warning[x] step 3: y\n  \"hidden_size\": 64,\n")
+    assert (tmp_path / "launcher.log").read_bytes() == (tmp_path / "rank-0.log").read_bytes()
+
+
+def test_verbose_shows_every_line_without_its_marks(tmp_path, capsys):
+    through_tee(["[INFO|loader] loading weights\n", f"{MARK}dpo-launch worker: training\n"], tmp_path, verbose=True)
+    assert capsys.readouterr().out == "[INFO|loader] loading weights\ndpo-launch worker: training\n"
+
+
+def test_with_several_ranks_the_console_keeps_the_rank_prefix_and_torchruns_own_lines(tmp_path, capsys):
+    through_tee(["[rank1]: [INFO|loader] loading\n", f"[rank1]: {MARK}dpo-launch worker: interrupted (rank 1)\n",
+                 "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n"], tmp_path, distributed=True)
+    assert capsys.readouterr().out == ("[rank1]: dpo-launch worker: interrupted (rank 1)\n"
+                                       "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n")
+    assert (tmp_path / "rank-1.log").read_text() == "[INFO|loader] loading\ndpo-launch worker: interrupted (rank 1)\n"
+
+
+RANK = """
+import logging, os, sys, warnings
+from launcher.worker import console
+console.install()
+console.say("dpo-launch worker: own line")
+library = logging.getLogger("llamafactory.demo")
+handler = logging.StreamHandler(sys.stdout)
+handler.setFormatter(logging.Formatter("[%(levelname)s|%(name)s] >> %(message)s"))
+library.addHandler(handler)
+library.setLevel(logging.INFO)
+library.info("Model config LlamaConfig {")
+library.warning("We recommend enable mixed precision training.")
+library.error("first line\\nsecond line")
+warnings.warn("deprecated thing")
+print("training example:")
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("supervised", [True, False], ids=["under-train", "run-by-hand"])
+def test_a_rank_marks_its_own_lines_warnings_and_errors_only_under_train(supervised):
+    env = cli_env(**({"DPO_LAUNCH_SUPERVISOR": "1:1"} if supervised else {}))
+    if not supervised:
+        env.pop("DPO_LAUNCH_SUPERVISOR", None)
+    result = subprocess.run([sys.executable, "-c", RANK], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    mark = MARK if supervised else ""
+    assert result.stdout.split("\n") == [
+        f"{mark}dpo-launch worker: own line",
+        "[INFO|llamafactory.demo] >> Model config LlamaConfig {",
+        f"{mark}[WARNING|llamafactory.demo] >> We recommend enable mixed precision training.",
+        f"{mark}[ERROR|llamafactory.demo] >> first line", f"{mark}second line",
+        "training example:", ""]  # split, not splitlines: str.splitlines() breaks lines at the mark too
+    [warning] = [line for line in result.stderr.split("\n") if "UserWarning" in line]
+    assert warning.startswith(f"{mark}<string>:") and warning.endswith(": UserWarning: deprecated thing")
+
+
+def test_step_lines_are_read_from_the_event_files(tmp_path):
+    write_scalars(tmp_path / "tensorboard" / "events.out.tfevents.1.host",
+                  [(tag, step, value) for step in (5, 10) for tag, value in (
+                      ("train/loss", 0.69 - step / 1000), ("train/rewards/accuracies", 0.5),
+                      ("train/rewards/margins", 0.01), ("train/rewards/chosen", 0.02), ("train/rewards/rejected", 0.01),
+                      ("train/learning_rate", 5e-6))] + [("eval/loss", 10, 0.7)])
+    write_scalars(tmp_path / "tensorboard" / "dpo-launch" / "events.out.tfevents.1.host",
+                  [("progress/max_steps", 0, 20.0)])
+    state = RunState(tmp_path)
+    assert new_lines(state, state.poll()) == [
+        "step 5/20 · loss 0.6850 · acc 0.5000 · margin 0.0100 · chosen 0.0200 · rejected 0.0100 · lr 5.000e-06 · "
+        "ETA 0:00:08",  # 2 steps/s (write_scalars: wall times 0.5 s apart per step): 15 steps to go in 7.5 s
+        "step 10/20 · loss 0.6800 · acc 0.5000 · margin 0.0100 · chosen 0.0200 · rejected 0.0100 · lr 5.000e-06 · "
+        "ETA 0:00:05",
+        "eval at step 10/20 · loss 0.7000"]
+
+
+def test_step_lines_print_what_the_run_logged_last_when_stopped(tmp_path, capsys):
+    lines = StepLines(tmp_path, interval=60)  # the thread waits: only stop() reads
+    write_run(tmp_path, steps=3, max_steps=3, finished=True)
+    lines.stop()
+    assert [line.split(" · ")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "step 1/3", "step 2/3", "step 3/3"]
+
+
+def test_a_stopped_run_s_summary_names_the_last_checkpoint_and_how_to_resume(tmp_path):
+    out = tmp_path / "my out"
+    write_run(out, steps=4, max_steps=10)
+    checkpoint = out / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text("{}")
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    write_status(out, RunStatus("interrupted", 130, started_at=100.0, ended_at=165.0, detail="SIGINT"))
+    (out / "dpo-launch" / "alerts.jsonl").write_text(json.dumps(
+        {"rule": "reward-margin-negative", "severity": "warning", "step": 3, "message": "margin < 0",
+         "hint": "check the pairs"}) + "\n")
+    lines = summary_lines(out, ["dpo-launch", "train", "c.yaml", "--resume"], rank_logs=2)
+    assert lines[0] == "dpo-launch train: interrupted (exit 130); 4/10 steps in 0:01:05"
+    assert lines[1] == "  final:       step 4: loss 0.6960 · margin 0.0400"
+    assert lines[2] == "  best:        loss 0.6960 (step 4) · margin 0.0400 (step 4)"
+    assert lines[3:] == [
+        "  alerts:      1",
+        "    warning[reward-margin-negative] step 3: margin < 0 (check the pairs)",
+        f"  model:       {checkpoint} (the last complete checkpoint; no final model: the run did not finish)",
+        f"  tensorboard: {out / 'tensorboard'}   view: dpo-launch tensorboard {shlex.quote(str(out))}",
+        f"  report:      dpo-launch report {shlex.quote(str(out))}   (writes {out / 'dpo-launch/report'}/report.md "
+        "and plots)",
+        f"  logs:        {out / 'dpo-launch/logs/rank-{0..1}.log'}   (everything the ranks printed)",
+        "  resume:      dpo-launch train c.yaml --resume   (from checkpoint-4)"]
+
+
+def test_a_run_that_logged_no_step_still_gets_a_summary(tmp_path):
+    write_status(tmp_path, RunStatus("failed", 1, started_at=100.0, ended_at=112.0))
+    lines = summary_lines(tmp_path, ["dpo-launch", "train", "c.yaml", "--resume"])
+    assert lines[:3] == ["dpo-launch train: failed (exit 1); 0 steps in 0:00:12",
+                         "  metrics:     none (no step was logged)", "  alerts:      none"]
+    assert lines[3] == "  model:       none saved"
+    assert not any(line.startswith("  resume:") for line in lines)  # nothing to resume from
+
+
+def test_on_a_terminal_the_live_view_shows_from_the_launch_on(tmp_path):
+    from rich.console import Console
+
+    screen = io.StringIO()
+    view = LiveView(tmp_path, Console(file=screen, force_terminal=True, width=200))
+    deadline = time.monotonic() + 30
+    while "starting the ranks" not in screen.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    view.stop()
+    assert "dpo-launch train: starting the ranks: loading the model and the data (0:00:0" in screen.getvalue()
+    assert str(tmp_path / "dpo-launch" / "logs") in screen.getvalue()
+
+
+def test_the_resume_command_repeats_the_config_overrides_and_flags_and_undoes_a_start_over():
+    assert resume_argv("my config.yaml", ["max_steps=9"], {"nproc_per_node": 2, "nnodes": None}, "none",
+                       ["spike_factor=5"], "1h", starts_over=True) == [
+        "dpo-launch", "train", "my config.yaml", "max_steps=9", "overwrite_output_dir=false", "--nproc-per-node", "2",
+        "--stop-on", "none", "--alert-threshold", "spike_factor=5", "--stall-timeout", "1h", "--resume"]
