@@ -32,8 +32,9 @@ class ValidationResult:
 
 
 def validate(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_data: bool = True,
-             cwd: Path | None = None) -> ValidationResult:
-    """Run every check and return all diagnostics at once. Relative paths resolve from `cwd`, as in LF."""
+             cwd: Path | None = None, jobs: int = 1) -> ValidationResult:
+    """Run every check and return all diagnostics at once. Relative paths resolve from `cwd`, as in LF.
+    `jobs`: processes a large JSON Lines file may be checked in (launcher.check.data.scan)."""
     try:
         loaded = load_config(config_path, overrides)
     except ConfigLoadError as exc:
@@ -47,7 +48,7 @@ def validate(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     data_summary: dict = {}
     data_diagnostics: list[Diagnostic] = []
     if check_data:
-        data_diagnostics, data_summary = check_datasets(loaded, cwd)
+        data_diagnostics, data_summary = check_datasets(loaded, cwd, jobs)
     return ValidationResult(loaded, config_diagnostics + data_diagnostics, data_summary)
 
 
