@@ -95,23 +95,30 @@ class RecordChecker:
                 keys += len(msg)
             return keys
 
-        def answer_ok(answer: object) -> bool:
+        def answer_keys(answer: object) -> int:
+            """The keys of a clean answer (chosen or rejected), else 0."""
             if type(answer) is not dict:
-                return False
+                return 0
             content = answer.get(content_key)
             if answer.get(role_key) not in odd or type(content) is not str or not content:
-                return False
-            return not (("<" in content or "[" in content) and find(content))
+                return 0
+            return 0 if ("<" in content or "[" in content) and find(content) else len(answer)
 
         def pairwise(rec: dict) -> int:
-            chosen, rejected = rec.get(chosen_key), rec.get(rejected_key)
             turns = turns_ok(rec.get(messages_key))
-            if not (turns and answer_ok(chosen) and answer_ok(rejected)):
+            if not turns:
                 return 0
-            assert chosen is not None and rejected is not None  # answer_ok holds for neither None
+            chosen, rejected = rec.get(chosen_key), rec.get(rejected_key)
+            answers = answer_keys(chosen)
+            if not answers:
+                return 0
+            rejected_keys = answer_keys(rejected)
+            if not rejected_keys:
+                return 0
+            assert chosen is not None and rejected is not None  # answer_keys is 0 for None
             if chosen[content_key] == rejected[content_key] or extras is not None and extras(rec):
                 return 0
-            return len(rec) + turns + len(chosen) + len(rejected)
+            return len(rec) + turns + answers + rejected_keys
 
         def feedback(rec: dict) -> int:
             if type(rec.get(tag_key)) is not bool:
