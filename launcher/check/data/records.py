@@ -70,8 +70,11 @@ class RecordChecker:
         extras = self._extras if self.has_extras else None
         find = FIND_MARKER  # a chat template's markers: the regex runs only on a text holding '<' or '['
 
+        # Items are read by subscript, not .get: a missing key or a value that is not an object raises KeyError
+        # or TypeError, which the record-level functions turn into 0 (not clean), and a subscript is the cheaper
+        # of the two on a record that is clean.
         def turns_ok(msgs: object) -> int:
-            """The keys of the messages when they are clean, else 0."""
+            """The keys of the messages when they are clean, else 0 (or KeyError/TypeError)."""
             if type(msgs) is not list or not msgs:
                 return 0
             first, keys = msgs[0], 0
@@ -84,10 +87,8 @@ class RecordChecker:
                 return 0
             expected = even
             for msg in msgs:
-                if type(msg) is not dict:
-                    return 0
-                content = msg.get(content_key)
-                if msg.get(role_key) not in expected or type(content) is not str or not content:
+                content = msg[content_key]  # TypeError for a message that is not an object
+                if msg[role_key] not in expected or type(content) is not str or not content:
                     return 0
                 if ("<" in content or "[" in content) and find(content):
                     return 0
@@ -95,35 +96,34 @@ class RecordChecker:
                 keys += len(msg)
             return keys
 
-        def answer_keys(answer: object) -> int:
-            """The keys of a clean answer (chosen or rejected), else 0."""
-            if type(answer) is not dict:
-                return 0
-            content = answer.get(content_key)
-            if answer.get(role_key) not in odd or type(content) is not str or not content:
+        def answer_keys(answer: dict) -> int:
+            """The keys of a clean answer (chosen or rejected), else 0 (or KeyError/TypeError)."""
+            content = answer[content_key]
+            if answer[role_key] not in odd or type(content) is not str or not content:
                 return 0
             return 0 if ("<" in content or "[" in content) and find(content) else len(answer)
 
         def pairwise(rec: dict) -> int:
-            turns = turns_ok(rec.get(messages_key))
-            if not turns:
+            try:
+                turns = turns_ok(rec[messages_key])
+                if not turns:
+                    return 0
+                chosen, rejected = rec[chosen_key], rec[rejected_key]
+                answers = answer_keys(chosen)
+                rejected_keys = answer_keys(rejected) if answers else 0
+            except (KeyError, TypeError):
                 return 0
-            chosen, rejected = rec.get(chosen_key), rec.get(rejected_key)
-            answers = answer_keys(chosen)
-            if not answers:
-                return 0
-            rejected_keys = answer_keys(rejected)
-            if not rejected_keys:
-                return 0
-            assert chosen is not None and rejected is not None  # answer_keys is 0 for None
-            if chosen[content_key] == rejected[content_key] or extras is not None and extras(rec):
+            if not rejected_keys or chosen[content_key] == rejected[content_key] or extras is not None and extras(rec):
                 return 0
             return len(rec) + turns + answers + rejected_keys
 
         def feedback(rec: dict) -> int:
             if type(rec.get(tag_key)) is not bool:
                 return 0
-            turns = turns_ok(rec.get(messages_key))
+            try:
+                turns = turns_ok(rec[messages_key])
+            except (KeyError, TypeError):
+                return 0
             if not turns or extras is not None and extras(rec):
                 return 0
             return len(rec) + turns
