@@ -7,7 +7,10 @@ Generates, seeded, a ShareGPT DPO JSON Lines file of the README's kind (three-tu
 record) with --defects seeded defects at seeded lines (a JSON syntax error, a repeated key, a system message out
 of place, an empty answer, chosen equal to rejected, a missing column, a role the tags do not declare), in a
 temporary folder, then measures in this same run, --repeat times each, alternating, wall clock of whole processes:
-- `orjson`: `python -c` that parses every line of the file with orjson.loads (the floor: no check at all);
+- `orjson`: `python -c` that parses every line of the file with orjson.loads (the floor: no check at all), as
+  one writes it (`for line in handle`, the default 8 KiB buffer), and `orjson_1mib`: the same with the 1 MiB
+  buffer validate reads with (a line that straddles two buffer fills costs, and with 8 KiB many do), so that
+  validate's reading gets no edge over the floor (`ratio_to_orjson_1mib`);
 - `validate --jobs 1` and `validate --jobs N` (N: --jobs, default the available cores), `--format json`, every
   diagnostic; the run checks that every seeded defect is reported (an error or a warning) at its line, and that
   both give the same diagnostics;
@@ -45,7 +48,7 @@ ORJSON_PARSE = """\
 import sys
 import orjson
 loads = orjson.loads
-with open(sys.argv[1], "rb") as handle:
+with open(sys.argv[1], "rb", buffering=int(sys.argv[2])) as handle:
     for line in handle:
         try:
             loads(line)
@@ -130,7 +133,8 @@ def found_lines(output: str, display: str) -> set[int]:
 
 def commands(config: Path, data: Path, jobs: int, has_jobs: bool) -> dict[str, list[str]]:
     validate = [sys.executable, "-m", "launcher", "validate", str(config), "--format", "json"]
-    runs = {"orjson": [sys.executable, "-c", ORJSON_PARSE, str(data)]}
+    runs = {"orjson": [sys.executable, "-c", ORJSON_PARSE, str(data), "-1"],
+            "orjson_1mib": [sys.executable, "-c", ORJSON_PARSE, str(data), str(1 << 20)]}
     if has_jobs:
         runs |= {"jobs_1": validate + ["--jobs", "1"], f"jobs_{jobs}": validate + ["--jobs", str(jobs)]}
     else:  # a checkout from before --jobs: one process
@@ -177,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     same = all(json.loads(outputs[name])["diagnostics"] == json.loads(outputs["jobs_1"])["diagnostics"]
                for name in checked)
     report = {"records": args.records, "bytes": size, "defects": len(seeded), "cores": len(os.sched_getaffinity(0)),
-              "records_per_s": {name: round(args.records / median[name]) for name in ["orjson"] + checked},
+              "records_per_s": {name: round(args.records / median[name])
+                                for name in ["orjson", "orjson_1mib", *checked]},
               "ratio_to_orjson": {name: round(median["orjson"] / median[name], 3) for name in checked},
+              "ratio_to_orjson_1mib": {name: round(median["orjson_1mib"] / median[name], 3) for name in checked},
               "ratio_to_orjson_cpu": round(median_cpu["orjson"] / median_cpu["jobs_1"], 3),
               "peak_rss_mb": {name: round(value, 1) for name, value in peak.items()},
               "median_s": {name: round(value, 3) for name, value in median.items()},

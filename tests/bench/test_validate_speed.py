@@ -24,13 +24,15 @@ def test_it_reports_speed_ratios_and_peak_memory_for_1_and_n_jobs_and_finds_ever
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert (report["records"], report["defects"], report["bytes"] > 400 * 1000) == (400, 21, True)
-    assert set(report["records_per_s"]) == {"orjson", "jobs_1", "jobs_3"}
-    assert set(report["ratio_to_orjson"]) == {"jobs_1", "jobs_3"}
-    timed = {"orjson", "jobs_1", "jobs_3", "python_pass", "config_only"}
+    assert set(report["records_per_s"]) == {"orjson", "orjson_1mib", "jobs_1", "jobs_3"}
+    assert set(report["ratio_to_orjson"]) == set(report["ratio_to_orjson_1mib"]) == {"jobs_1", "jobs_3"}
+    timed = {"orjson", "orjson_1mib", "jobs_1", "jobs_3", "python_pass", "config_only"}
     assert set(report["median_s"]) == set(report["median_cpu_s"]) == set(report["peak_rss_mb"]) == timed
     median = report["median_s"]
     for name, ratio in report["ratio_to_orjson"].items():
         assert ratio == pytest.approx(median["orjson"] / median[name], abs=0.01 + 0.05 * ratio)  # rounded figures
+        floor = report["ratio_to_orjson_1mib"][name]
+        assert floor == pytest.approx(median["orjson_1mib"] / median[name], abs=0.01 + 0.05 * floor)
     assert all(value > 0 for value in report["peak_rss_mb"].values())
     cpu = report["median_cpu_s"]
     assert report["ratio_to_orjson_cpu"] == pytest.approx(cpu["orjson"] / cpu["jobs_1"], abs=0.01 + 0.05 * ratio)
