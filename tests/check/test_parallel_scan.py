@@ -8,6 +8,7 @@ file at every line start in turn."""
 from __future__ import annotations
 
 import json
+import os
 import random
 
 import pytest
@@ -85,7 +86,7 @@ def checker() -> RecordChecker:
 
 
 def results(data_file: DataFile, ck: RecordChecker, findings: list) -> tuple:
-    found, stats, tally = scan._merge(iter(findings), ck, data_file.display)
+    found, stats, tally = scan._merge(findings, ck, data_file.display)
     return ([vars(d) for d in found], stats.as_dict(),
             {shape: vars(seen) for shape, seen in tally.shapes.items()}, tally.record_keys,
             ck.roles_seen, ck.message_keys)
@@ -157,6 +158,20 @@ def test_validate_gives_the_same_diagnostics_for_jobs_1_2_and_3(tmp_path, monkey
     assert reports[1]["diagnostics"] == reports[2]["diagnostics"] == reports[3]["diagnostics"]
     assert reports[1]["summary"] == reports[2]["summary"] == reports[3]["summary"]
     assert len([d for d in reports[1]["diagnostics"] if d["severity"] == "error"]) > 100
+
+
+def dying_worker(job: tuple) -> None:
+    os._exit(1)  # as a worker the kernel killed for memory
+
+
+@pytest.mark.subprocess
+def test_when_a_worker_dies_this_process_checks_the_file_itself_with_the_same_result(data_file, monkeypatch):
+    found, stats, _ = scan.scan_file(data_file, checker(), jobs=1)
+    monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
+    monkeypatch.setattr(scan, "_scan_span_job", dying_worker)
+    assert scan._in_workers(data_file, checker(), scan.line_spans(data_file, 2)) is None
+    found_2, stats_2, _ = scan.scan_file(data_file, checker(), jobs=2)
+    assert ([vars(d) for d in found_2], stats_2.as_dict()) == ([vars(d) for d in found], stats.as_dict())
 
 
 def test_a_small_file_is_not_split(data_file):

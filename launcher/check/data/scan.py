@@ -67,10 +67,9 @@ def scan_file(data_file: DataFile, checker: RecordChecker,
                            "installed", file=data_file.display)], FileStats(), ShapeTally()
     checker.start_file()
     spans = line_spans(data_file, jobs) if jobs > 1 else []
-    if len(spans) < 2:
-        parts: Iterator[SpanFindings] = iter([scan_span(data_file, checker)])
-    else:
-        parts = _in_workers(data_file, checker, spans)
+    parts = _in_workers(data_file, checker, spans) if len(spans) > 1 else None
+    if parts is None:  # one span, or the workers could not run: this process reads the whole file
+        parts = [scan_span(data_file, checker)]
     return _merge(parts, checker, data_file.display)
 
 
@@ -156,17 +155,23 @@ def _other_records(data_file: DataFile) -> Iterator[tuple[int, int | None, None,
         yield index, line, None, rec
 
 
-def _in_workers(data_file: DataFile, checker: RecordChecker, spans: list[tuple[int, int]]) -> Iterator[SpanFindings]:
-    """Each span checked in a process of its own, the findings in file order. fork starts a worker in
-    milliseconds and shares the imports; it is only safe in a process with one thread."""
+def _in_workers(data_file: DataFile, checker: RecordChecker,
+                spans: list[tuple[int, int]]) -> list[SpanFindings] | None:
+    """Each span checked in a process of its own, the findings in file order; None when the processes could
+    not start or one died (no process left to fork, killed for memory): the caller checks the file itself.
+    fork starts a worker in milliseconds and shares the imports; it is only safe in a process with one thread."""
     # Imported here: only a large file needs them, and they would add about 15 ms to every config-only validate.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
     jobs = [(data_file, checker.recipe, span) for span in spans]
-    with ProcessPoolExecutor(len(spans), mp_context=multiprocessing.get_context(method)) as pool:
-        yield from pool.map(_scan_span_job, jobs)
+    try:
+        with ProcessPoolExecutor(len(spans), mp_context=multiprocessing.get_context(method)) as pool:
+            return list(pool.map(_scan_span_job, jobs))
+    except (BrokenProcessPool, OSError):
+        return None
 
 
 def _scan_span_job(job: tuple) -> SpanFindings:
@@ -174,7 +179,7 @@ def _scan_span_job(job: tuple) -> SpanFindings:
     return scan_span(data_file, RecordChecker(*recipe), span)
 
 
-def _merge(parts: Iterator[SpanFindings], checker: RecordChecker,
+def _merge(parts: list[SpanFindings], checker: RecordChecker,
            display: str) -> tuple[list[Diagnostic], FileStats, ShapeTally]:
     """The file's diagnostics, counts and tally from its spans' findings, in file order."""
     stats, found, tally = FileStats(), [], ShapeTally()
