@@ -19,7 +19,7 @@ def may_repeat_a_key(raw: bytes, value: object) -> bool:
     has more, the repeat's own and any in the value that was dropped. With escapes, the line having no more ':'
     than the value has keys rules it out. A caller that knows a lower bound of the value's keys for free (the
     record checker's fast path counts them) rules most lines out with the first of these alone: `colons` no more
-    than that bound (files.scan_span)."""
+    than that bound (scan.scan_span)."""
     colons = raw.count(b":")
     if b"\\" not in raw or b"\\u" not in raw:  # one byte is a memchr; two bytes search several times slower
         try:

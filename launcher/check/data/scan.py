@@ -1,5 +1,5 @@
-"""Check every record of one file through a RecordChecker, in this process or, for a large JSON Lines file, in
-several: the file is cut into byte spans at line starts, each span is checked by a worker process as if it were a
+"""Check every record of one file through a RecordChecker, in this process or, for a JSON Lines file of
+2 * MIN_SPAN_BYTES (16 MiB) or more, in several: the file is cut into byte spans at line starts, each span is checked by a worker process as if it were a
 file of its own, and the spans' findings are merged in file order, their record indexes and lines numbered on
 from the spans before. Every diagnostic is the same whatever the number of jobs: both ways build them from the
 same findings, in the same order (tests/check/test_parallel_scan.py).
@@ -33,8 +33,8 @@ from launcher.check.data.shapes import KEYS_FROM, ShapeTally
 from launcher.check.data.verdicts import CRASH, DROPPED
 from launcher.check.diagnostics import ERROR, NOTE, Diagnostic
 
-MAX_JOBS = 8  # past this the disk, not the CPU, is what a validate waits for
-MIN_SPAN_BYTES = 8 << 20  # a smaller span costs more in starting a process than it saves (about 40 ms of checks)
+MAX_JOBS = 8  # the default's bound: each job is a process of its own, which a pre-commit hook should not multiply
+MIN_SPAN_BYTES = 8 << 20  # about 25 ms of checks: a smaller span would save less than starting its process costs
 
 
 def default_jobs() -> int:
