@@ -1,8 +1,8 @@
 """Check every record of one file through a RecordChecker, in this process or, for a JSON Lines file of
-2 * MIN_SPAN_BYTES (16 MiB) or more, in several: the file is cut into byte spans at line starts, each span is checked by a worker process as if it were a
-file of its own, and the spans' findings are merged in file order, their record indexes and lines numbered on
-from the spans before. Every diagnostic is the same whatever the number of jobs: both ways build them from the
-same findings, in the same order (tests/check/test_parallel_scan.py).
+2 * MIN_SPAN_BYTES (16 MiB) or more, in several: the file is cut into byte spans at line starts, each span is
+checked by a worker process as if it were a file of its own, and the spans' findings are merged in file order,
+their record indexes and lines numbered on from the spans before. Every diagnostic is the same whatever the
+number of jobs: both ways build them from the same findings, in the same order (tests/check/test_parallel_scan.py).
 
 A span's findings are the records that are not clean (those that failed the fast path, or repeat a key, or
 cannot be parsed), with their problems: few, whatever the file's size, unless most records share a problem.
