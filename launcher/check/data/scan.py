@@ -157,19 +157,24 @@ def _other_records(data_file: DataFile) -> Iterator[tuple[int, int | None, None,
 
 def _in_workers(data_file: DataFile, checker: RecordChecker,
                 spans: list[tuple[int, int]]) -> list[SpanFindings] | None:
-    """Each span checked in a process of its own, the findings in file order; None when the processes could
-    not start or one died (no process left to fork, killed for memory): the caller checks the file itself.
-    fork starts a worker in milliseconds and shares the imports; it is only safe in a process with one thread."""
+    """The findings of every span in file order: the first span checked by this process (which would otherwise
+    wait), each other one by a worker process of its own. None when the workers could not start or one died (no
+    process left to fork, killed for memory): the caller checks the file itself. fork starts a worker in
+    milliseconds and shares the imports; it is only safe while this process has one thread."""
     # Imported here: only a large file needs them, and they would add about 15 ms to every config-only validate.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+    # From Python 3.12 on, fork warns once the pool's manager thread runs (it does by the second worker).
+    fork = sys.platform == "linux" and sys.version_info < (3, 12) and threading.active_count() == 1
+    method = "fork" if fork else "forkserver" if sys.platform == "linux" else "spawn"
     jobs = [(data_file, checker.recipe, span) for span in spans]
     try:
-        with ProcessPoolExecutor(len(spans), mp_context=multiprocessing.get_context(method)) as pool:
-            return list(pool.map(_scan_span_job, jobs))
+        with ProcessPoolExecutor(len(spans) - 1, mp_context=multiprocessing.get_context(method)) as pool:
+            others = [pool.submit(_scan_span_job, job) for job in jobs[1:]]
+            first = scan_span(data_file, checker, spans[0])
+            return [first] + [future.result() for future in others]
     except (BrokenProcessPool, OSError):
         return None
 
