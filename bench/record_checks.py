@@ -26,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from launcher.check.data.files import DataFile, iter_records, scan_file  # noqa: E402
+from launcher.check.data.files import DataFile, iter_records  # noqa: E402
 from launcher.check.data.records import RecordChecker  # noqa: E402
+from launcher.check.data.scan import scan_file  # noqa: E402
 from launcher.check.data.verdicts import Attr  # noqa: E402
 
 ENTRY = {"formatting": "sharegpt", "ranking": True,

@@ -9,6 +9,7 @@ output, never the work), and with `--format json` every exit prints one JSON obj
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -18,20 +19,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from launcher import __version__
-from launcher.commands import (
-    convert,
-    evaluate,
-    generate,
-    loop,
-    monitor,
-    pairs,
-    plan,
-    report,
-    schema,
-    tensorboard,
-    train,
-    validate,
-)
 from launcher.commands.output import (
     HeldOutput,
     PipeSafeStream,
@@ -48,8 +35,25 @@ from launcher.errors import (
     UserError,
 )
 
-# Each exposes add_parser(subparsers) and run(**arguments) -> exit code; the order is the --help order.
-COMMANDS = (validate, plan, train, monitor, tensorboard, report, convert, schema, generate, pairs, evaluate, loop)
+# (command, its module, the one-line help its add_parser gives), in --help order. Each module exposes
+# add_parser(subparsers) and run(**arguments) -> exit code, and is imported only when its command runs: importing
+# all of them took a third of a second, which pre-commit paid once per changed config
+# (tests/cli/test_lazy_commands.py checks that these help lines are the modules' own).
+COMMANDS = (
+    ("validate", "launcher.commands.validate", "check a config, its dataset_info.json and every record"),
+    ("plan", "launcher.commands.plan", "show the reference model, loss, batch, memory and launch"),
+    ("train", "launcher.commands.train", "validate, then launch LLaMA-Factory training on every rank"),
+    ("monitor", "launcher.commands.monitor",
+     "follow a run's loss, rewards and alerts (live view on a terminal, log lines otherwise)"),
+    ("tensorboard", "launcher.commands.tensorboard", "serve a run's TensorBoard logs on 127.0.0.1"),
+    ("report", "launcher.commands.report", "write PNG plots and report.md for a run"),
+    ("convert", "launcher.commands.convert", "convert TRL/OpenAI/HH/UltraFeedback/alpaca pairs to LF's format"),
+    ("schema", "launcher.commands.schema", "print the JSON Schema of a dataset's records"),
+    ("generate", "launcher.commands.generate", "sample K responses per prompt with LLaMA-Factory's ChatModel"),
+    ("pairs", "launcher.commands.pairs", "judge candidates into LLaMA-Factory preference pairs"),
+    ("eval", "launcher.commands.evaluate", "held-out preference metrics, win rate, and a quality gate"),
+    ("loop", "launcher.commands.loop", "iterative / online DPO: train, evaluate and gate round after round"),
+)
 
 
 class _ArgparseError(UsageError):
@@ -69,14 +73,26 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgparseError(f"{self.prog}: error: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(full: frozenset[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with the full arguments of the commands in `full` (their modules imported; None: every
+    command), and every other command by its name and one-line help only, which is all --help shows of it."""
     parser = _Parser(prog="dpo-launch", description="Validate, plan and launch LLaMA-Factory DPO/KTO training.")
     parser.add_argument("--version", action="version", version=f"dpo-launch {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    for name, module, help_line in COMMANDS:
+        if full is None or name in full:
+            importlib.import_module(module).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_line)
     return parser
+
+
+def chosen_command(argv: list[str]) -> frozenset[str]:
+    """The command argv runs ({} when it names none: --help, --version, a typo), the first word that is not an
+    option, as argparse reads it (dpo-launch's own options take no value)."""
+    first = next((item for item in argv if not item.startswith("-")), None)
+    return frozenset({first}) if first in {name for name, _, _ in COMMANDS} else frozenset()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +119,7 @@ def _dispatch(argv: list[str]) -> tuple[int, dict | None]:
     """(exit code, the JSON error object when the command ended in an error rather than with a result)."""
     command = None
     try:
-        args = parse_arguments(build_parser(), argv)
+        args = parse_arguments(build_parser(chosen_command(argv)), argv)
         command = args.command
         kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
         return args.handler(**kwargs), None

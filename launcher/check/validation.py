@@ -32,10 +32,11 @@ class ValidationResult:
 
 
 def validate(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_data: bool = True,
-             cwd: Path | None = None, launching: bool = False) -> ValidationResult:
+             cwd: Path | None = None, launching: bool = False, jobs: int = 1) -> ValidationResult:
     """Run every check and return all diagnostics at once. Relative paths resolve from `cwd`, as in LF.
     `launching`: for `train` (and `plan`, which shows what train does): what `dpo-launch train` fixes by itself
-    is a note saying what it does, not a warning about what `llamafactory-cli train` would do."""
+    is a note saying what it does, not a warning about what `llamafactory-cli train` would do.
+    `jobs`: processes a large JSON Lines file may be checked in (launcher.check.data.scan)."""
     try:
         loaded = load_config(config_path, overrides)
     except ConfigLoadError as exc:
@@ -49,7 +50,7 @@ def validate(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     data_summary: dict = {}
     data_diagnostics: list[Diagnostic] = []
     if check_data:
-        data_diagnostics, data_summary = check_datasets(loaded, cwd)
+        data_diagnostics, data_summary = check_datasets(loaded, cwd, jobs)
     return ValidationResult(loaded, config_diagnostics + data_diagnostics, data_summary)
 
 

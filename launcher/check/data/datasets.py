@@ -23,11 +23,11 @@ from launcher.check.data.files import (
     count_records,
     is_kind,
     resolve_files,
-    scan_file,
     summary_note,
 )
 from launcher.check.data.filewide import FileContext, file_wide
 from launcher.check.data.records import RecordChecker
+from launcher.check.data.scan import scan_file
 from launcher.check.data.verdicts import Attr
 from launcher.check.diagnostics import ERROR, NOTE, Diagnostic, suggestion_hint
 
@@ -57,8 +57,9 @@ def _config_diag(loaded: LoadedConfig, severity: str, code: str, message: str, k
                       path=f"{key}[{index}]", hint=hint)
 
 
-def check_datasets(loaded: LoadedConfig, cwd: Path) -> tuple[list[Diagnostic], dict]:
-    """Every dataset problem of the config, and the data summary (see the module docstring)."""
+def check_datasets(loaded: LoadedConfig, cwd: Path, jobs: int = 1) -> tuple[list[Diagnostic], dict]:
+    """Every dataset problem of the config, and the data summary (see the module docstring). `jobs`: processes a
+    large JSON Lines file may be checked in (scan.py); the diagnostics are the same whatever it is."""
     names = dataset_names(loaded)
     dataset_dir = loaded.values.get("dataset_dir", "data")
     summary = {"dataset_dir": dataset_dir, "records": 0, "would_drop": 0, "would_crash": 0, "datasets": {},
@@ -81,7 +82,7 @@ def check_datasets(loaded: LoadedConfig, cwd: Path) -> tuple[list[Diagnostic], d
                                       suggestion_hint(name, info.entries)))
         elif name not in seen and isinstance(info.entries[name], dict):
             seen.add(name)
-            found += _check_entry(info, name, dataset_dir, cwd, mode, summary, _media_dir(loaded, dataset_dir))
+            found += _check_entry(info, name, dataset_dir, cwd, mode, summary, _media_dir(loaded, dataset_dir), jobs)
     return found, summary
 
 
@@ -111,7 +112,7 @@ def _media_dir(loaded: LoadedConfig, dataset_dir: str) -> str:
 
 
 def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode: str | None,
-                 summary: dict, media_dir: str) -> list[Diagnostic]:
+                 summary: dict, media_dir: str, jobs: int = 1) -> list[Diagnostic]:
     entry = info.entries[name]
     source = next((f for f in HUB_FIELDS + ("script_url", "cloud_file_name") if f in entry), "file_name")
     checked_files: list[str] = []
@@ -132,7 +133,7 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
     checker = RecordChecker(Attr.from_entry(entry), records_mode(entry, mode), MediaFinder(media_dir, cwd))
     file_found: list[Diagnostic] = []
     for data_file in files:
-        entry_level, in_file = _scan(data_file, checker, summary, info, name, len(files) == 1)
+        entry_level, in_file = _scan(data_file, checker, summary, info, name, len(files) == 1, jobs)
         found += entry_level
         file_found += in_file
         checked_files.append(data_file.display)
@@ -145,9 +146,9 @@ def _check_entry(info: DatasetInfo, name: str, dataset_dir: str, cwd: Path, mode
 
 
 def _scan(data_file, checker: RecordChecker, summary: dict, info: DatasetInfo, name: str,
-          only_file: bool) -> tuple[list[Diagnostic], list[Diagnostic]]:
+          only_file: bool, jobs: int = 1) -> tuple[list[Diagnostic], list[Diagnostic]]:
     """(diagnostics located at the entry, the file's own): a problem most records share is reported once."""
-    found, stats, tally = scan_file(data_file, checker)
+    found, stats, tally = scan_file(data_file, checker, jobs)
     summary["files"][data_file.display] = stats.as_dict()
     summary["records"] += stats.records
     summary["would_drop"] += stats.dropped

@@ -1,5 +1,5 @@
-"""Resolve an entry's files as LLaMA-Factory does (`data/loader.py:73-141`) and stream their records
-through a RecordChecker, counting what LF would keep, drop or crash on."""
+"""Resolve an entry's files as LLaMA-Factory does (`data/loader.py:73-141`) and read their records (scan.py
+checks them through a RecordChecker, counting what LF would keep, drop or crash on)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,7 @@ from launcher.check.data.jsonstream import (
     iter_columnar,
     iter_json_file,
 )
-from launcher.check.data.records import RecordChecker
-from launcher.check.data.shapes import ShapeTally
-from launcher.check.data.verdicts import CRASH, DROPPED
-from launcher.check.diagnostics import ERROR, NOTE, Diagnostic, suggestion_hint
+from launcher.check.diagnostics import NOTE, Diagnostic, suggestion_hint
 
 FILEEXT2TYPE = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
 
@@ -142,51 +139,6 @@ def iter_records(data_file: DataFile, check_keys: bool = True):
 
 def columnar_available() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
-
-
-def scan_file(data_file: DataFile, checker: RecordChecker) -> tuple[list[Diagnostic], FileStats, ShapeTally]:
-    """Check every record of one file: every problem, the counts, and the tally of the problems' shapes."""
-    tally = ShapeTally()
-    if data_file.type != "json" and not columnar_available():
-        return [Diagnostic(NOTE, "data-not-checked", f"{data_file.type} records not checked: pyarrow is not "
-                           "installed", file=data_file.display)], FileStats(), tally
-    stats, found = FileStats(), []
-    display = data_file.display
-    fast, explain = checker.fast, checker.explain
-    checker.start_file()
-    index = -1
-    try:
-        for index, line, rec in iter_records(data_file):
-            if type(rec) is dict and fast(rec):
-                continue
-            if isinstance(rec, SyntaxProblem):
-                stats.unparsable += 1  # not a record: JSON Lines give it an index, arrays the next one
-                found.append(_syntax(rec, display, index))
-                continue
-            problems, verdict = explain(rec)
-            stats.dropped += verdict == DROPPED
-            stats.crash += verdict == CRASH
-            tally.explained += 1
-            for p in problems:
-                stats.problems[p.code] += 1
-                if p.shape:
-                    tally.note(p.shape, index, line, verdict, len(found))
-                found.append(Diagnostic(p.severity, p.code, f"record {index}: {p.message}", file=display, line=line,
-                                        record=index, path=p.path, hint=p.hint))
-            if type(rec) is dict and any(p.shape and p.shape.startswith("column:") for p in problems):
-                tally.note_keys(rec)  # to suggest the name a column typo meant
-    except (OSError, ValueError) as exc:  # unreadable file, or pyarrow's ArrowInvalid (a ValueError)
-        found.append(Diagnostic(ERROR, "data-unreadable", f"cannot read records: {exc}", file=display))
-    stats.records = index + 1 - stats.unparsable
-    return found, stats, tally
-
-
-def _syntax(problem: SyntaxProblem, display: str, index: int) -> Diagnostic:
-    generic = ("LLaMA-Factory cannot load a file with a JSON error: the whole dataset fails" if not problem.fatal
-               else "nothing after this point can be read; fix the JSON and run again")
-    hint = problem.hint or generic
-    return Diagnostic(ERROR, problem.code, problem.message, file=display, line=problem.line,
-                      column=problem.column, record=None if problem.fatal else index, hint=hint)
 
 
 def summary_note(display: str, stats: FileStats) -> Diagnostic:

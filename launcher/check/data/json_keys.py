@@ -17,9 +17,11 @@ def may_repeat_a_key(raw: bytes, value: object) -> bool:
     its own, and a ':' in a string is written as ':' or '\\u003a'. Without '\\u' escapes, the line has exactly
     as many ':' as the parsed value re-serialized (orjson escapes no ':') unless a key was repeated: then it
     has more, the repeat's own and any in the value that was dropped. With escapes, the line having no more ':'
-    than the value has keys rules it out."""
+    than the value has keys rules it out. A caller that knows a lower bound of the value's keys for free (the
+    record checker's fast path counts them) rules most lines out with the first of these alone: `colons` no more
+    than that bound (scan.scan_span)."""
     colons = raw.count(b":")
-    if b"\\u" not in raw:
+    if b"\\" not in raw or b"\\u" not in raw:  # one byte is a memchr; two bytes search several times slower
         try:
             return colons != orjson.dumps(value).count(b":")
         except TypeError:  # an integer past 64 bits (parsed by the stdlib)

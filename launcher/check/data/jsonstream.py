@@ -57,34 +57,67 @@ def iter_json_file(path: Path, check_keys: bool = True) -> Iterator[tuple[int, i
 
 def iter_json_lines(path: Path, check_keys: bool = True) -> Iterator[tuple[int, int | None, object]]:
     """check_keys=False skips the duplicate-key check (for readers of data that validate has already passed)."""
-    loads, limit = orjson.loads, MAX_RECORD_BYTES
-    step = min(CHUNK, limit + 1)
-    index = 0
-    with open(path, "rb") as handle:
-        for line, raw in enumerate(iter(lambda: handle.readline(step), b""), 1):
-            if len(raw) == step and not raw.endswith(b"\n"):
-                whole = _long_line(handle, raw, limit, step)
-                if whole is None:  # stop: finding the end of this line could mean reading gigabytes
-                    yield index, line, SyntaxProblem(f"record larger than {_size(limit)} (the most dpo-launch "
-                                                     "reads); a line this long is not one training example", line,
-                                                     fatal=True)
-                    return
-                raw = whole
-            if line == 1 and raw.startswith(BOM):  # pyarrow, which LF loads JSON Lines with, accepts a BOM
-                raw = raw[len(BOM):]
-            try:
-                value = loads(raw)
-            except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
-                if not raw.strip():
-                    continue  # blank lines are skipped by the JSON Lines reader
-                value = _parse_slowly(raw, line, exc)
-            if check_keys and type(value) is not SyntaxProblem and may_repeat_a_key(raw, value):
-                value = _duplicate_key_problem(raw, line) or value
-            yield index, line, value
-            index += 1
+    for index, line, raw, value in JsonLines(path):
+        if check_keys and type(value) is not SyntaxProblem and may_repeat_a_key(raw, value):
+            value = duplicate_key_problem(raw, line) or value
+        yield index, line, value
 
 
-def _duplicate_key_problem(raw: bytes, line: int) -> SyntaxProblem | None:
+class JsonLines:
+    """The non-blank lines of a JSON Lines file (or of a span of it), iterated as (index, line, the line's bytes,
+    the record or a SyntaxProblem), without the duplicate-key check: the caller makes it (scan.scan_span).
+
+    `span`: (start, end) byte offsets at line starts (scan.line_spans): only those lines are read, and `index`
+    and `line` count from the span's start (0 and 1 for its first line) as if it were a file of its own; the
+    BOM is looked for at offset 0 only. After the iteration, `lines` is the number of lines read, blank ones
+    included, so the lines of the next span can be numbered on from it."""
+
+    def __init__(self, path: Path, span: tuple[int, int] | None = None):
+        self.path, self.span, self.lines = path, span, 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, bytes, object]]:
+        loads, limit = orjson.loads, MAX_RECORD_BYTES
+        step = min(CHUNK, limit + 1)
+        start, end = self.span if self.span is not None else (0, -1)
+        left = end - start if self.span is not None else -1  # bytes of the span to read; -1 never counts to 0
+        index = line = 0
+        try:
+            # A 1 MiB buffer: with the default 8 KiB one, a line of a few KB often straddles two buffer fills,
+            # and reading cost half as much as parsing (bench/validate_speed.py).
+            with open(self.path, "rb", buffering=CHUNK) as handle:
+                if start:
+                    handle.seek(start)
+                readline = handle.readline  # a bound method and a while loop: this runs once per record
+                while left:
+                    raw = readline(step)
+                    if not raw:
+                        return
+                    line += 1
+                    left -= len(raw)
+                    if len(raw) == step and raw[-1] != 10:  # 10 is b"\n"
+                        whole = _long_line(handle, raw, limit, step)
+                        if whole is None:  # stop: finding the end of this line could mean reading gigabytes
+                            yield index, line, raw, SyntaxProblem(
+                                f"record larger than {_size(limit)} (the most dpo-launch reads); a line this long "
+                                "is not one training example", line, fatal=True)
+                            return
+                        left -= len(whole) - len(raw)
+                        raw = whole
+                    if line == 1 and start == 0 and raw.startswith(BOM):  # pyarrow, LF's reader, accepts a BOM
+                        raw = raw[len(BOM):]
+                    try:
+                        value = loads(raw)
+                    except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
+                        if not raw.strip():
+                            continue  # blank lines are skipped by the JSON Lines reader
+                        value = _parse_slowly(raw, line, exc, first_line=line == 1 and start == 0)
+                    yield index, line, raw, value
+                    index += 1
+        finally:
+            self.lines = line
+
+
+def duplicate_key_problem(raw: bytes, line: int | None) -> SyntaxProblem | None:
     key = first_repeated_key(raw)
     if key is None:
         return None
@@ -106,7 +139,7 @@ def _long_line(handle, start: bytes, limit: int, step: int) -> bytes | None:
     return b"".join(parts) if size <= limit else None
 
 
-def _parse_slowly(raw: bytes, line: int, exc: ValueError) -> object:
+def _parse_slowly(raw: bytes, line: int, exc: ValueError, first_line: bool) -> object:
     """The record by the stdlib parser, which accepts NaN and Infinity as pyarrow does (orjson does not),
     or the problem, in the stdlib's clearer words."""
     try:
@@ -114,7 +147,7 @@ def _parse_slowly(raw: bytes, line: int, exc: ValueError) -> object:
     except UnicodeDecodeError as err:
         return SyntaxProblem(f"invalid UTF-8 (byte {err.start} of the line)", line, None)
     except json.JSONDecodeError as err:
-        if line == 1 and err.msg == "Extra data":
+        if first_line and err.msg == "Extra data":
             return SyntaxProblem("invalid JSON Lines: more than one value on the line", line, err.colno)
         return SyntaxProblem(f"invalid JSON: {_reason(err)}", line, err.colno)
     except RecursionError:

@@ -27,6 +27,7 @@ class RecordChecker:
     def __init__(self, attr: Attr, mode: str, media_finder=None):
         """media_finder: a launcher.check.data.files.MediaFinder to check media paths with (None: not checked)."""
         self.attr, self.mode, self.media_finder = attr, mode, media_finder
+        self.recipe = (attr, mode, media_finder)  # what a worker process builds the same checker from (scan.py)
         self.sharegpt = attr.formatting in ("sharegpt", "openai")
         c, t = attr.columns, attr.tags
         self.c, self.t = c, t
@@ -43,9 +44,13 @@ class RecordChecker:
         self._explain_rows = explain.explain_sharegpt if self.sharegpt else explain.explain_alpaca
         self._explain_extras = explain_extras
         if self.sharegpt:
-            self.fast = self._fast_sharegpt(mode == "kto")
+            self.fast_keys = self._fast_sharegpt(mode == "kto")
         else:
-            self.fast = self._fast_alpaca_kto if mode == "kto" else self._fast_alpaca_pairwise
+            self.fast_keys = self._fast_alpaca_kto if mode == "kto" else self._fast_alpaca_pairwise
+
+    def fast(self, rec: dict) -> bool:
+        """The record is clean (every check of the explainer passes)."""
+        return self.fast_keys(rec) > 0
 
     def start_file(self) -> None:
         """Forget the role names and message keys seen: the file-wide advice (filewide.py) is per file."""
@@ -53,6 +58,9 @@ class RecordChecker:
         self.message_keys = set()
 
     # ---------------------------------------------------------------- fast paths (clean records only)
+    # Each returns 0 for a record that is not clean, and for a clean one the number of keys of the objects it
+    # looked at (at least 1): a lower bound of the record's keys, which the duplicate-key check uses
+    # (json_keys.may_repeat_a_key).
     def _fast_sharegpt(self, kto: bool):
         """A closure over local names: this runs once per record, so every lookup counts."""
         c, t = self.c, self.t
@@ -62,66 +70,83 @@ class RecordChecker:
         extras = self._extras if self.has_extras else None
         find = FIND_MARKER  # a chat template's markers: the regex runs only on a text holding '<' or '['
 
-        def turns_ok(msgs: object) -> bool:
+        # Items are read by subscript, not .get: a missing key or a value that is not an object raises KeyError
+        # or TypeError, which the record-level functions turn into 0 (not clean), and a subscript is the cheaper
+        # of the two on a record that is clean.
+        def turns_ok(msgs: object) -> int:
+            """The keys of the messages when they are clean, else 0 (or KeyError/TypeError)."""
             if type(msgs) is not list or not msgs:
-                return False
-            first = msgs[0]
+                return 0
+            first, keys = msgs[0], 0
             if system_tag and type(first) is dict and first.get(role_key) == system_tag:
                 system = first.get(content_key)
                 if type(system) is not str or ("<" in system or "[" in system) and find(system):
-                    return False
-                msgs = msgs[1:]
+                    return 0
+                msgs, keys = msgs[1:], len(first)
             if len(msgs) % 2 != parity or not msgs:  # KTO: a lone system prompt has no turn to judge
-                return False
+                return 0
             expected = even
             for msg in msgs:
-                if type(msg) is not dict:
-                    return False
-                content = msg.get(content_key)
-                if msg.get(role_key) not in expected or type(content) is not str or not content:
-                    return False
+                content = msg[content_key]  # TypeError for a message that is not an object
+                if msg[role_key] not in expected or type(content) is not str or not content:
+                    return 0
                 if ("<" in content or "[" in content) and find(content):
-                    return False
+                    return 0
                 expected = odd if expected is even else even
-            return True
+                keys += len(msg)
+            return keys
 
-        def answer_ok(answer: object) -> bool:
-            if type(answer) is not dict:
-                return False
-            content = answer.get(content_key)
-            if answer.get(role_key) not in odd or type(content) is not str or not content:
-                return False
-            return not (("<" in content or "[" in content) and find(content))
+        def answer_keys(answer: dict) -> int:
+            """The keys of a clean answer (chosen or rejected), else 0 (or KeyError/TypeError)."""
+            content = answer[content_key]
+            if answer[role_key] not in odd or type(content) is not str or not content:
+                return 0
+            return 0 if ("<" in content or "[" in content) and find(content) else len(answer)
 
-        def pairwise(rec: dict) -> bool:
-            chosen, rejected = rec.get(chosen_key), rec.get(rejected_key)
-            if not (turns_ok(rec.get(messages_key)) and answer_ok(chosen) and answer_ok(rejected)):
-                return False
-            assert chosen is not None and rejected is not None  # answer_ok holds for neither None
-            return chosen[content_key] != rejected[content_key] and (extras is None or not extras(rec))
+        def pairwise(rec: dict) -> int:
+            try:
+                turns = turns_ok(rec[messages_key])
+                if not turns:
+                    return 0
+                chosen, rejected = rec[chosen_key], rec[rejected_key]
+                answers = answer_keys(chosen)
+                rejected_keys = answer_keys(rejected) if answers else 0
+            except (KeyError, TypeError):
+                return 0
+            if not rejected_keys or chosen[content_key] == rejected[content_key] or extras is not None and extras(rec):
+                return 0
+            return len(rec) + turns + answers + rejected_keys
 
-        def feedback(rec: dict) -> bool:
-            if type(rec.get(tag_key)) is not bool or not turns_ok(rec.get(messages_key)):
-                return False
-            return extras is None or not extras(rec)
+        def feedback(rec: dict) -> int:
+            if type(rec.get(tag_key)) is not bool:
+                return 0
+            try:
+                turns = turns_ok(rec[messages_key])
+            except (KeyError, TypeError):
+                return 0
+            if not turns or extras is not None and extras(rec):
+                return 0
+            return len(rec) + turns
 
         return feedback if kto else pairwise
 
-    def _fast_alpaca_pairwise(self, rec: dict) -> bool:
+    def _fast_alpaca_pairwise(self, rec: dict) -> int:
         chosen, rejected = rec.get(self.c["chosen"]), rec.get(self.c["rejected"])
         if type(chosen) is not str or type(rejected) is not str or not chosen or not rejected or chosen == rejected:
-            return False
+            return 0
         if _templated(chosen) or _templated(rejected):
-            return False
-        return self._fast_alpaca_prompt(rec) and (not self.has_extras or not self._extras(rec))
+            return 0
+        clean = self._fast_alpaca_prompt(rec) and (not self.has_extras or not self._extras(rec))
+        return len(rec) if clean else 0
 
-    def _fast_alpaca_kto(self, rec: dict) -> bool:
+    def _fast_alpaca_kto(self, rec: dict) -> int:
         response = rec.get(self.c["response"]) if self.c["response"] else None
         if type(rec.get(self.c["kto_tag"])) is not bool or type(response) is not str or not response:
-            return False
+            return 0
         if _templated(response):
-            return False
-        return self._fast_alpaca_prompt(rec) and (not self.has_extras or not self._extras(rec))
+            return 0
+        clean = self._fast_alpaca_prompt(rec) and (not self.has_extras or not self._extras(rec))
+        return len(rec) if clean else 0
 
     def _fast_alpaca_prompt(self, rec: dict) -> bool:
         c = self.c

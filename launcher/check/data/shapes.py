@@ -10,6 +10,7 @@ count, the first locations and the fix, instead of once per record.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 FIRST_SHOWN = 3  # locations quoted in a file-wide diagnostic
@@ -51,7 +52,7 @@ class ShapeTally:
                 if len(seen.first) < FIRST_SHOWN:
                     seen.first.append((index, line))
 
-    def note_keys(self, record: dict) -> None:
+    def note_keys(self, record: Iterable) -> None:
         if self._keyed < KEYS_FROM:
             self._keyed += 1
             self.record_keys.update(key for key in record if isinstance(key, str))
