@@ -23,6 +23,7 @@ from launcher.commands.arguments import (
     add_gpu_memory_argument,
     add_launch_arguments,
     pop_config_path,
+    train_command,
 )
 from launcher.errors import EXIT_USER_ERROR, UsageError
 from launcher.observe.alerts import settings_env
@@ -109,17 +110,19 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
                      allow_changes=allow_changes, verbose=verbose,
                      resume_command=resume_argv(config_path, overrides, launch_flags, stop_on, alert_thresholds or [],
                                                 stall_timeout, starts_over=bool(result.config.values.get(
-                                                    "overwrite_output_dir"))))
+                                                    "overwrite_output_dir")), gpu_memory_flag=gpu_memory_flag,
+                                                check_memory=check_memory))
 
 
 def resume_argv(config_path: str, overrides: list[str], launch_flags: dict[str, Any], stop_on: str | None,
-                alert_thresholds: list[str], stall_timeout: str | None, starts_over: bool = False) -> list[str]:
+                alert_thresholds: list[str], stall_timeout: str | None, starts_over: bool = False,
+                gpu_memory_flag: str | None = None, check_memory: bool = True) -> list[str]:
     """The command that resumes this run, for the end-of-run summary: the same config, overrides and flags (and
     `overwrite_output_dir=false` for a config that says to start over, which --resume refuses)."""
-    argv = ["dpo-launch", "train", config_path, *overrides, *(["overwrite_output_dir=false"] if starts_over else [])]
-    for dest, value in launch_flags.items():
-        if value is not None:
-            argv += [f"--{dest.replace('_', '-')}", str(value)]
+    argv = train_command(config_path, [*overrides, *(["overwrite_output_dir=false"] if starts_over else [])],
+                         launch_flags, gpu_memory_flag)
+    if not check_memory:
+        argv.append("--no-memory-check")
     if stop_on is not None:
         argv += ["--stop-on", stop_on]
     for threshold in alert_thresholds:

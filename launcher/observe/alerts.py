@@ -55,6 +55,7 @@ class Thresholds:
     eval_loss_rise: float = 0.25     # eval-loss-rising: eval loss (means of eval_smoothing evals) this share above
     eval_loss_min_points: int = 3    # ... its lowest earlier mean, with at least this many evals, while mean
     #                                      train accuracy since that lowest eval is not below its mean before
+    eval_loss_train_accuracy: float = 0.8  # ... and is at least this (the policy does fit the training pairs)
     spike_factor: float = 10.0       # grad-norm-spike: grad_norm above this x the window's median
     spike_min_points: int = 5        # ... with at least this many earlier points
     spike_floor: float = 1e-3        # ... and above this absolute value
@@ -226,6 +227,8 @@ def eval_loss_rising(h: History, th: Thresholds) -> Alert | None:
     if not before or not after or statistics.fmean(after) < statistics.fmean(before):
         return None
     accuracy = statistics.fmean(after)
+    if accuracy < th.eval_loss_train_accuracy:  # not over-fitting: the policy does not even fit the training pairs
+        return None
     return Alert("eval-loss-rising", WARNING, h.step,
                  f"eval loss rose from {best:.3f} at step {best_step} to {last:.3f} at step {last_step} (each the "
                  f"mean of {k} evals), {last / best - 1:.0%} above its best, while train accuracy was "

@@ -3,7 +3,7 @@ lines, warnings and errors: launcher.run.tee).
 
 - Not on a terminal (a pipe, a file, CI), or with `--no-monitor`: one line per logged step, read from the event
   files the ranks write (never from LLaMA-Factory's text), and one per evaluation:
-  `step 5/30 · loss 0.6924 · acc 0.500 · margin 0.0012 · chosen 0.0278 · rejected 0.0266 · lr 1.000e-03 · ETA 0:00:02`
+  `step 5/30 · loss 0.6924 · acc 0.5000 · margin 0.0012 · chosen 0.0278 · rejected 0.0266 · lr 0.0010 · ETA 0:00:02`
   (`StepLines`). Alerts reach the console as the ranks' own lines, when they fire.
 - On a terminal: the live view (launcher.observe.monitor) from the launch on; until the first event file exists
   it is one line saying the ranks are starting, for how long, and where their logs are (`LiveView`).
@@ -63,13 +63,16 @@ def write_line(text: str) -> None:
 
 
 class StepLines:
-    """Prints a line per logged step and evaluation of the run in `output_dir`, from a thread."""
+    """Prints a line per logged step and evaluation of the run in `output_dir`, from a thread. Created before the
+    ranks start: what the event files already hold then (a resumed run's earlier launches, rewound to the
+    checkpoint) is read once and not printed again."""
 
     def __init__(self, output_dir: Path, interval: float = POLL_SECONDS):
         self.output_dir = output_dir
         self.interval = interval
         self.state: RunState | None = None
         self._stop = threading.Event()
+        self._read_earlier_launches()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="dpo-launch-steps", daemon=True)
         self._thread.start()
@@ -83,6 +86,21 @@ class StepLines:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._print_new()
+
+    def _read_earlier_launches(self) -> None:
+        try:
+            self.state = RunState(self.output_dir, find_logdir(self.output_dir))
+            update = self.state.poll()
+        except RunDirError:  # a new run: nothing logged yet
+            self.state = None
+            return
+        except Exception:  # noqa: BLE001 - the first poll of the thread says what is wrong with the files
+            self.state = None
+            return
+        self.state.take_warnings()
+        if update.train_steps:
+            write_line(f"dpo-launch train: steps up to {max(update.train_steps)} were logged by earlier launches "
+                       "(dpo-launch monitor or TensorBoard show them); new steps follow")
 
     def _print_new(self, final: bool = False) -> None:
         with self._lock:  # the thread's last poll and stop()'s may overlap

@@ -5,7 +5,7 @@ The logs get every line; the terminal only the lines a rank marked for it (launc
 own lines, warnings and errors) and torchrun's own lines, or every line with `--verbose`.
 
 Neither a full disk nor a terminal that went away (a closed SSH session: writes fail with EIO or EPIPE) stops
-the job: the logs stop, or the terminal output does, and the rest goes on.
+the job: the logs stop (and the terminal then shows every line), or the terminal output does, and the rest goes on.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ class Tee:
             handle.close()
 
     def line(self, raw: bytes) -> None:
-        shown = unmarked(raw) if self.verbose else self.console_part(raw)
-        if shown:
-            write_out(sys.stdout, shown.decode("utf-8", "replace"))
         if self.logging:
             self._log(unmarked(raw))
+        # once the logs cannot be written, the terminal is the only place left: it gets every line
+        shown = unmarked(raw) if self.verbose or not self.logging else self.console_part(raw)
+        if shown:
+            write_out(sys.stdout, shown.decode("utf-8", "replace"))
 
     def console_part(self, raw: bytes) -> bytes | None:
         """What the terminal shows of a line when not verbose: a rank's marked part (behind its `[rankN]: `), or
@@ -58,7 +59,8 @@ class Tee:
         return None if part is None else prefix + part
 
     def _log(self, raw: bytes) -> None:
-        """Into the log files; a full disk stops the logging, never the job (the terminal still gets it all)."""
+        """Into the log files; a full disk stops the logging, never the job (from then on the terminal gets every
+        line, the ones only the logs had included)."""
         try:
             self.launcher_log.write(raw)
             match = RANK_LINE.match(raw)
@@ -68,7 +70,7 @@ class Tee:
         except OSError as exc:
             self.logging = False
             write_out(sys.stderr, f"dpo-launch: cannot write the logs in {self.logs_dir} ({exc.strerror or exc}); "
-                                  "the output continues on the terminal only\n")
+                                  "from here on every line of the job's output is shown here instead\n")
 
     def rank_log(self, rank: int) -> IO[bytes]:
         if rank not in self.rank_logs:

@@ -117,6 +117,15 @@ def test_eval_loss_rising_fires_although_eval_accuracy_was_low_from_the_start():
     assert [a.step for a in evaluate_stream(stream) if a.rule == "eval-loss-rising"] == [30]
 
 
+def test_eval_loss_rising_stays_silent_while_train_accuracy_is_at_chance():
+    """The same rise with the training pairs not fitted (train accuracy 0.5) is not over-fitting."""
+    stream = [(step, {key: 0.5 if key == "train/rewards/accuracies" else value for key, value in metrics.items()})
+              for step, metrics in load_stream("eval_loss_rising")]
+    assert "eval-loss-rising" not in first_steps(evaluate_stream(stream))
+    lowered = parse_thresholds(["eval_loss_train_accuracy=0.5"])
+    assert first_steps(evaluate_stream(stream, lowered))["eval-loss-rising"] == 30
+
+
 def test_eval_loss_rising_near_miss_stays_silent_until_the_threshold_is_met():
     near = load_stream("eval_loss_rising_near")  # the last two evals 18% above the first two
     assert first_steps(evaluate_stream(near)) == {}

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from launcher.cli import build_parser, parse_arguments
+from launcher.commands.arguments import LAUNCH_FLAGS
 from launcher.commands.train import resume_argv
 from launcher.observe.run_state import RunState
 from launcher.observe.run_summary import summary_lines
@@ -43,6 +45,17 @@ def test_the_console_shows_only_the_marked_lines_and_the_rank_log_gets_every_lin
         "[INFO|loader] loading weights\n[WARNING|parser] >> mixed precision\n"
         "\r 10%|█   | 3/30dpo-launch: warning[x] step 3: y\n  \"hidden_size\": 64,\n")
     assert (tmp_path / "launcher.log").read_bytes() == (tmp_path / "rank-0.log").read_bytes()
+
+
+def test_once_the_logs_cannot_be_written_the_console_shows_every_line(tmp_path, capsys):
+    (tmp_path / "launcher.log").symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    through_tee(["[INFO|loader] loading weights\n", "Traceback (most recent call last):\n",
+                 f"{MARK}dpo-launch worker: training failed\n", "RuntimeError: CUDA error\n"], tmp_path)
+    captured = capsys.readouterr()
+    assert captured.out == ("[INFO|loader] loading weights\nTraceback (most recent call last):\n"
+                            "dpo-launch worker: training failed\nRuntimeError: CUDA error\n")
+    assert captured.err == (f"dpo-launch: cannot write the logs in {tmp_path} (No space left on device); from here "
+                            "on every line of the job's output is shown here instead\n")
 
 
 def test_verbose_shows_every_line_without_its_marks(tmp_path, capsys):
@@ -120,6 +133,18 @@ def test_step_lines_print_what_the_run_logged_last_when_stopped(tmp_path, capsys
         "step 1/3", "step 2/3", "step 3/3"]
 
 
+def test_after_a_resume_only_the_steps_of_this_launch_are_printed(tmp_path, capsys):
+    write_run(tmp_path, steps=8, max_steps=20)  # the earlier launch, rewound to its checkpoint at step 8
+    lines = StepLines(tmp_path, interval=60)
+    write_scalars(tmp_path / "tensorboard" / "events.out.tfevents.2.host",
+                  [("train/loss", step, 0.6) for step in (9, 10)])
+    lines.stop()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("dpo-launch train: steps up to 8 were logged by earlier launches (dpo-launch monitor or "
+                      "TensorBoard show them); new steps follow")
+    assert [line.split(" · ")[0] for line in out[1:]] == ["step 9/20", "step 10/20"]
+
+
 def test_a_stopped_run_s_summary_names_the_last_checkpoint_and_how_to_resume(tmp_path):
     out = tmp_path / "my out"
     write_run(out, steps=4, max_steps=10)
@@ -173,3 +198,21 @@ def test_the_resume_command_repeats_the_config_overrides_and_flags_and_undoes_a_
                        ["spike_factor=5"], "1h", starts_over=True) == [
         "dpo-launch", "train", "my config.yaml", "max_steps=9", "overwrite_output_dir=false", "--nproc-per-node", "2",
         "--stop-on", "none", "--alert-threshold", "spike_factor=5", "--stall-timeout", "1h", "--resume"]
+
+
+def test_the_resume_command_parses_back_to_the_launchs_own_arguments():
+    """Every train flag that changes what the launch does survives into the resume command (a run that started
+    only with --no-memory-check must not be refused when resumed)."""
+    given = ["my config.yaml", "max_steps=9", "--nproc-per-node", "2", "--master-port", "29511", "--gpu-memory",
+             "80GiB", "--no-memory-check", "--stop-on", "none", "--alert-threshold", "spike_factor=5",
+             "--stall-timeout", "1h"]
+    parser = build_parser(frozenset({"train"}))
+    launch = vars(parse_arguments(parser, ["train", *given]))
+    launch_flags = {dest: launch[dest] for dest in LAUNCH_FLAGS}
+    argv = resume_argv(launch["config"], launch["overrides"], launch_flags, launch["stop_on"],
+                       launch["alert_thresholds"], launch["stall_timeout"], gpu_memory_flag=launch["gpu_memory_flag"],
+                       check_memory=launch["check_memory"])
+    resumed = vars(parse_arguments(parser, argv[1:]))
+    assert {key: value for key, value in resumed.items() if key != "resume"} == \
+        {key: value for key, value in launch.items() if key != "resume"}
+    assert (resumed["resume"], launch["resume"]) == (True, False)
