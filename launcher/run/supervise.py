@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from launcher.run.process_tree import (
     signal_group,
 )
 from launcher.run.stall import Stall, StallWatch, dump_stacks, record_stall
-from launcher.run.tee import Tee, detach_from_terminal
+from launcher.run.tee import Tee, detach_from_terminal, write_out
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SIGNAL_EXIT: dict[int, int] = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED,
@@ -122,6 +123,7 @@ def supervise(spec: LaunchSpec, logs_dir: Path, grace: float = GRACE_SECONDS, cw
             job_ended()
         code = _exit_code(returncode, outcome)
         message = _closing_message(code, outcome, logs_dir, spec.distributed, output_dir)
+        _show_last_words(code, outcome, tee, spec.distributed)
         tee.say(message)
     return JobEnd(code, message)
 
@@ -256,6 +258,18 @@ def _closing_message(code: int, outcome: _Outcome, logs_dir: Path, distributed: 
                 f"the other ranks were stopped; its log: {logs_dir / f'rank-{failure.rank}.log'}")
     log = logs_dir / ("launcher.log" if distributed else "rank-0.log")
     return f"dpo-launch: training failed ({_describe_exit(code)}); log: {log}"
+
+
+def _show_last_words(code: int, outcome: _Outcome, tee: Tee, distributed: bool) -> None:
+    """A failed rank whose last lines the console did not show (it died outside the worker's handler, which
+    always ends with a line for the console): those lines, so the cause is on the screen, not only in its log."""
+    if code in (0, EXIT_ALERT_STOP) or outcome.interrupted_by is not None or outcome.stalled is not None:
+        return
+    rank = outcome.failure.rank if outcome.failure is not None else None if distributed else 0
+    lines = tee.last_unshown(rank) if rank is not None else []
+    if lines:
+        write_out(sys.stderr, f"dpo-launch: the last lines rank {rank} printed (the whole output is in its log):\n"
+                  + "".join(f"  {line}\n" for line in lines))
 
 
 def _alert_stop_message(output_dir: Path | None, logs_dir: Path) -> str:

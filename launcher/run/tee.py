@@ -10,6 +10,7 @@ the job: the logs stop (and the terminal then shows every line), or the terminal
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import sys
@@ -19,6 +20,7 @@ from typing import IO, Self
 from launcher.rank_output import shown_part, unmarked
 
 RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
+TAIL_LINES = 15  # of a failed rank's last lines the console did not show, shown at its end
 
 
 class Tee:
@@ -30,6 +32,9 @@ class Tee:
         self.verbose = verbose
         self.rank_logs: dict[int, IO[bytes]] = {}
         self.logging = True
+        # per rank, what it printed since the last line the console showed: a rank that dies outside the
+        # worker's own handler (a C++ abort, an import error, a thread's traceback) says why only there
+        self.unshown: dict[int, collections.deque[str]] = {}
 
     def __enter__(self) -> Self:
         # unbuffered, so what a killed launcher received is on disk; open for the whole run
@@ -47,6 +52,22 @@ class Tee:
         shown = unmarked(raw) if self.verbose or not self.logging else self.console_part(raw)
         if shown:
             write_out(sys.stdout, shown.decode("utf-8", "replace"))
+        self._remember(raw, bool(shown))
+
+    def _remember(self, raw: bytes, shown: bool) -> None:
+        match = RANK_LINE.match(raw)
+        if match is None and self.distributed:
+            return  # torchrun's own line
+        rank = int(match.group(1)) if match else 0
+        if shown:
+            self.unshown.pop(rank, None)
+        else:
+            text = unmarked(raw[match.end():] if match else raw).decode("utf-8", "replace").rstrip("\r\n")
+            self.unshown.setdefault(rank, collections.deque(maxlen=TAIL_LINES)).append(text)
+
+    def last_unshown(self, rank: int) -> list[str]:
+        """The rank's last lines (up to TAIL_LINES) if the console did not show its last words, else none."""
+        return list(self.unshown.get(rank, ()))
 
     def console_part(self, raw: bytes) -> bytes | None:
         """What the terminal shows of a line when not verbose: a rank's marked part (behind its `[rankN]: `), or

@@ -58,6 +58,46 @@ def test_once_the_logs_cannot_be_written_the_console_shows_every_line(tmp_path, 
                             "on every line of the job's output is shown here instead\n")
 
 
+def test_a_rank_whose_last_lines_were_not_shown_keeps_them_for_the_end(tmp_path, capsys):
+    tee = through_tee(["[INFO|loader] loading\n", f"{MARK}dpo-launch worker: training\n", "[INFO] step\n",
+                       "Traceback (most recent call last):\n", "RuntimeError: boom\n"], tmp_path)
+    assert tee.last_unshown(0) == ["[INFO] step", "Traceback (most recent call last):", "RuntimeError: boom"]
+    said = through_tee(["Traceback (most recent call last):\n", f"{MARK}dpo-launch worker: training failed\n"],
+                       tmp_path)
+    assert said.last_unshown(0) == []  # the worker's own last line said why, on the console
+
+
+DIES_UNHANDLED = """
+import sys
+print("[INFO|loader] loading the model", flush=True)
+print("Traceback (most recent call last):", file=sys.stderr)
+print('  File "worker.py", line 1, in <module>', file=sys.stderr)
+print("ImportError: cannot import name 'x'", file=sys.stderr)
+sys.exit(1)
+"""
+
+SUPERVISE = """
+import sys
+from pathlib import Path
+from launcher.plan.launch import LaunchSpec
+from launcher.run.supervise import supervise
+end = supervise(LaunchSpec([sys.executable, "-c", sys.argv[2]], dict(__import__("os").environ)), Path(sys.argv[1]))
+sys.exit(end.code)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_rank_that_dies_outside_the_workers_handler_has_its_last_lines_on_the_console(tmp_path):
+    result = subprocess.run([sys.executable, "-c", SUPERVISE, str(tmp_path / "my logs"), DIES_UNHANDLED],
+                            capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "dpo-launch: the last lines rank 0 printed (the whole output is in its log):\n"
+        "  [INFO|loader] loading the model\n  Traceback (most recent call last):\n"
+        '    File "worker.py", line 1, in <module>\n  ImportError: cannot import name \'x\'\n'
+        f"dpo-launch: training failed (exit code 1); log: {tmp_path / 'my logs' / 'rank-0.log'}\n")
+
+
 def test_verbose_shows_every_line_without_its_marks(tmp_path, capsys):
     through_tee(["[INFO|loader] loading weights\n", f"{MARK}dpo-launch worker: training\n"], tmp_path, verbose=True)
     assert capsys.readouterr().out == "[INFO|loader] loading weights\ndpo-launch worker: training\n"
