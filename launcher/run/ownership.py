@@ -29,6 +29,7 @@ from launcher.plan.topology import Topology
 from launcher.run.rundir import RunDirRefused
 
 HOLDER_READ_SECONDS = 3.0  # how long to wait for a new holder to write who it is
+PROBE_WAIT = 0.5  # how long a held lock is retried before it counts as held (see _lock_exclusive)
 
 
 @dataclass
@@ -86,9 +87,7 @@ def take_ownership(output_dir: Path, topology: Topology) -> Ownership:
     me = _me(topology)
     while True:
         fd = _open(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_exclusive(fd):
             holder = _read_holder(fd)
             os.close(fd)
             return _join_or_refuse(output_dir, me, holder)
@@ -101,10 +100,24 @@ def take_ownership(output_dir: Path, topology: Topology) -> Ownership:
     return Ownership(writer=True, fd=fd, previous=previous)
 
 
+def _lock_exclusive(fd: int) -> bool:
+    """The exclusive lock, tried for PROBE_WAIT seconds: `plan`'s probe (lock_refusal) holds a shared lock for an
+    instant, and a launch at that instant must not take it for another launcher's."""
+    deadline = time.monotonic() + PROBE_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
 def lock_refusal(output_dir: Path, topology: Topology) -> str | None:
     """Why `take_ownership` would refuse the run now (another launcher holds it), None when it would not; takes
     nothing and creates nothing (for `plan`). It probes the lock with a shared, non-blocking flock that it drops at
-    once; a `train` locking in that same instant would find it held."""
+    once (take_ownership waits that long before it takes the lock for held)."""
     try:
         fd = os.open(lock_file(output_dir), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,24 @@ def test_plan_says_train_refuses_a_run_another_launcher_holds(tmp_path):
     assert lock.read_text() == json.dumps(holder) + "\n"  # plan took nothing and wrote nothing
     assert run_main("plan", "config.yaml", cwd=workspace, env=cpu_env(workspace)).stdout.splitlines()[-1] \
         .startswith("✓ plan ready")  # released: nothing refused
+
+
+def test_a_launch_during_plans_lock_probe_is_not_refused(tmp_path):
+    """plan's probe holds a shared lock for an instant; a train taking the lock then waits it out."""
+    output_dir = tmp_path / "out"
+    lock = lock_file(output_dir)
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    probe = open(lock, "rb")  # noqa: SIM115 - released by the timer, as plan's probe releases it
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    release = threading.Timer(0.2, probe.close)
+    release.start()
+    try:
+        ownership = take_ownership(output_dir, planned_topology({}, {}, 0))
+    finally:
+        release.join()
+    assert ownership.writer and json.loads(lock.read_text())["pid"] == os.getpid()
+    ownership.release()
 
 
 def test_plan_json_gives_the_same_as_data(tmp_path):
