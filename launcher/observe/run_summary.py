@@ -23,7 +23,7 @@ SUMMARY_METRICS = (("loss", "loss", "min"), ("acc", "rewards/accuracies", "max")
 SHOWN_ALERTS = 5
 
 
-def summary_lines(output_dir: Path, resume_command: Sequence[str] | None = None, rank_logs: int = 1) -> list[str]:
+def summary_lines(output_dir: Path, resume_command: Sequence[str] | None = None) -> list[str]:
     """The end-of-run block; `resume_command` (argv) is shown when the run can be resumed."""
     status = read_status(output_dir)
     state = _state(output_dir)
@@ -35,7 +35,7 @@ def summary_lines(output_dir: Path, resume_command: Sequence[str] | None = None,
     lines += _metric_lines(state)
     lines += _alert_lines(state)
     finished = status is not None and status.state == FINISHED
-    lines += _places(output_dir, finished, rank_logs)
+    lines += _places(output_dir, finished)
     checkpoints = complete_checkpoints(output_dir)
     if not finished and checkpoints and resume_command:
         lines.append(f"  resume:      {shlex.join(resume_command)}   (from {checkpoints[-1].name})")
@@ -93,7 +93,7 @@ def _alert_lines(state: RunState | None) -> list[str]:
     return lines
 
 
-def _places(output_dir: Path, finished: bool, rank_logs: int) -> list[str]:
+def _places(output_dir: Path, finished: bool) -> list[str]:
     out = shlex.quote(str(output_dir))
     weights = weight_files(output_dir)
     checkpoints = complete_checkpoints(output_dir)
@@ -103,9 +103,22 @@ def _places(output_dir: Path, finished: bool, rank_logs: int) -> list[str]:
         model = f"{checkpoints[-1]} (the last complete checkpoint; no final model: the run did not finish)"
     else:
         model = "none saved"
-    logs = logs_dir(output_dir)
-    rank_log = logs / "rank-0.log" if rank_logs == 1 else logs / f"rank-{{0..{rank_logs - 1}}}.log"
     return [f"  model:       {model}",
             f"  tensorboard: {tensorboard_dir(output_dir)}   view: dpo-launch tensorboard {out}",
             f"  report:      dpo-launch report {out}   (writes {output_dir / REPORT_DIR}/report.md and plots)",
-            f"  logs:        {rank_log}   (everything the ranks printed)"]
+            f"  logs:        {_rank_logs(logs_dir(output_dir))}   (everything the ranks printed)"]
+
+
+def _rank_logs(logs: Path) -> str:
+    """The rank logs this machine has (on a multi-node run without a shared file system, its own ranks' only)."""
+    def rank(path: Path) -> int:
+        number = path.stem.removeprefix("rank-")
+        return int(number) if number.isdigit() else -1
+
+    found = sorted(logs.glob("rank-*.log"), key=rank)
+    if len(found) == 1:
+        return str(found[0])
+    if not found:
+        return str(logs)
+    return f"{logs} ({', '.join(path.name for path in found)})" if len(found) <= 4 else \
+        f"{logs} ({len(found)} rank logs, {found[0].name} to {found[-1].name})"

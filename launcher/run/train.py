@@ -165,7 +165,7 @@ class _Job:
     def _summarize(self) -> None:
         """The end-of-run block; a run directory it cannot read changes nothing about how the run ended."""
         try:
-            lines = summary_lines(self.output_dir, self.resume_command, self.topology.world_size)
+            lines = summary_lines(self.output_dir, self.resume_command)
         except Exception as exc:  # noqa: BLE001 - the run is over and recorded; the summary is a courtesy
             lines = [f"dpo-launch train: no summary ({type(exc).__name__}: {exc}); see dpo-launch report "
                      f"{self.output_dir}"]

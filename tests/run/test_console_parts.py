@@ -196,7 +196,10 @@ def test_a_stopped_run_s_summary_names_the_last_checkpoint_and_how_to_resume(tmp
     (out / "dpo-launch" / "alerts.jsonl").write_text(json.dumps(
         {"rule": "reward-margin-negative", "severity": "warning", "step": 3, "message": "margin < 0",
          "hint": "check the pairs"}) + "\n")
-    lines = summary_lines(out, ["dpo-launch", "train", "c.yaml", "--resume"], rank_logs=2)
+    for rank in (0, 1):
+        (out / "dpo-launch" / "logs").mkdir(parents=True, exist_ok=True)
+        (out / "dpo-launch" / "logs" / f"rank-{rank}.log").write_text("")
+    lines = summary_lines(out, ["dpo-launch", "train", "c.yaml", "--resume"])
     assert lines[0] == "dpo-launch train: interrupted (exit 130); 4/10 steps in 0:01:05"
     assert lines[1] == "  final:       step 4: loss 0.6960 · margin 0.0400"
     assert lines[2] == "  best:        loss 0.6960 (step 4) · margin 0.0400 (step 4)"
@@ -207,7 +210,7 @@ def test_a_stopped_run_s_summary_names_the_last_checkpoint_and_how_to_resume(tmp
         f"  tensorboard: {out / 'tensorboard'}   view: dpo-launch tensorboard {shlex.quote(str(out))}",
         f"  report:      dpo-launch report {shlex.quote(str(out))}   (writes {out / 'dpo-launch/report'}/report.md "
         "and plots)",
-        f"  logs:        {out / 'dpo-launch/logs/rank-{0..1}.log'}   (everything the ranks printed)",
+        f"  logs:        {out / 'dpo-launch/logs'} (rank-0.log, rank-1.log)   (everything the ranks printed)",
         "  resume:      dpo-launch train c.yaml --resume   (from checkpoint-4)"]
 
 
