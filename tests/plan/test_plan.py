@@ -50,25 +50,32 @@ def test_plan_prints_reference_loss_and_batch_sections(tmp_path):
         "(3 epochs)")
 
 
-@pytest.mark.parametrize("override", ["ref_model=model", "neftune_noise_alpha=5", "pref_ftx=0.5", "pref_loss=orpo",
-                                      "pref_loss=ipo"])
-def test_plan_says_whether_the_worker_checks_the_first_step_loss_as_the_worker_decides(tmp_path, override):
+NOT_CHECKED = "  first-step loss: not checked by the worker: "
+
+
+@pytest.mark.parametrize("override, shown", [
+    ("ref_model=model", NOT_CHECKED + "an explicit ref_model may differ from the policy at step 0"),
+    ("neftune_noise_alpha=5", NOT_CHECKED + "NEFTune noise / PiSSA init make the policy differ from its reference at "
+                                            "step 0"),
+    ("pref_ftx=0.5", NOT_CHECKED + "sigmoid has no closed form at step 0 for this config"),  # + the SFT term
+    ("pref_loss=orpo", NOT_CHECKED + "orpo has no closed form at step 0 for this config"),
+    ("pref_loss=ipo", "  first-step loss (policy = reference): 1.0000, checked by the worker"),  # (1/(2 x 0.5))^2
+])
+def test_plan_says_whether_the_worker_checks_the_first_step_loss_as_the_worker_decides(tmp_path, override, shown):
     workspace = write_workspace(tmp_path)
     result = plan(workspace, override)
     assert result.returncode == 0, result.stdout + result.stderr
     [line] = [line for line in result.stdout.splitlines() if line.startswith("  first-step loss")]
-    # What the worker's self-test does with this config: skips it, saying why, or compares with `expected`.
+    assert line == shown
+    # ... and the worker's self-test does the same with this config: skips it, saying why, or compares
     config = load_config(workspace / "config.yaml", [override]).values
     expected, why = expected_first_loss(config)
     if expected is None:
         assert judge(config, 0.5) == ("skipped", None, f"dpo-launch worker: loss self-test skipped: {why}")
-        assert line == f"  first-step loss: not checked by the worker: {why}"
+        assert line == NOT_CHECKED + why
     else:
         assert judge(config, expected)[0] == "passed"
         assert line == f"  first-step loss (policy = reference): {expected:.4f}, checked by the worker"
-    if override == "ref_model=model":
-        assert line == ("  first-step loss: not checked by the worker: an explicit ref_model may differ from the "
-                        "policy at step 0")
 
 
 def test_plan_prints_the_memory_table_and_the_launch_it_would_run(tmp_path):
