@@ -56,4 +56,16 @@ def say(text: str, stream: IO[str] | None = None) -> None:
 
 def _marked_format(handler: logging.Handler, record: logging.LogRecord) -> str:
     text = _unmarked_format(handler, record)
-    return mark(text) if _marking["on"] and record.levelno >= logging.WARNING else text
+    if _marking["on"] and record.levelno >= logging.WARNING and _writes_to_the_launcher(handler):
+        return mark(text)
+    return text
+
+
+def _writes_to_the_launcher(handler: logging.Handler) -> bool:
+    """A handler writing to this process's stdout or stderr (the launcher's pipe); a file handler (a user's, or
+    LLaMA Board's running log) gets its lines unmarked."""
+    stream = getattr(handler, "stream", None)
+    try:
+        return stream is not None and stream.fileno() in (1, 2)
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (a StringIO): not a file
+        return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)

@@ -120,6 +120,7 @@ library = logging.getLogger("llamafactory.demo")
 handler = logging.StreamHandler(sys.stdout)
 handler.setFormatter(logging.Formatter("[%(levelname)s|%(name)s] >> %(message)s"))
 library.addHandler(handler)
+library.addHandler(logging.FileHandler(sys.argv[1]))  # a log file of the user's own: never marked
 library.setLevel(logging.INFO)
 library.info("Model config LlamaConfig {")
 library.warning("We recommend enable mixed precision training.")
@@ -131,11 +132,13 @@ print("training example:")
 
 @pytest.mark.subprocess
 @pytest.mark.parametrize("supervised", [True, False], ids=["under-train", "run-by-hand"])
-def test_a_rank_marks_its_own_lines_warnings_and_errors_only_under_train(supervised):
+def test_a_rank_marks_its_own_lines_warnings_and_errors_only_under_train(supervised, tmp_path):
     env = cli_env(**({"DPO_LAUNCH_SUPERVISOR": "1:1"} if supervised else {}))
     if not supervised:
         env.pop("DPO_LAUNCH_SUPERVISOR", None)
-    result = subprocess.run([sys.executable, "-c", RANK], capture_output=True, text=True, env=env, timeout=60)
+    own_log = tmp_path / "own.log"
+    result = subprocess.run([sys.executable, "-c", RANK, str(own_log)], capture_output=True, text=True, env=env,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     mark = MARK if supervised else ""
     assert result.stdout.split("\n") == [
@@ -146,6 +149,8 @@ def test_a_rank_marks_its_own_lines_warnings_and_errors_only_under_train(supervi
         "training example:", ""]  # split, not splitlines: str.splitlines() breaks lines at the mark too
     [warning] = [line for line in result.stderr.split("\n") if "UserWarning" in line]
     assert warning.startswith(f"{mark}<string>:") and warning.endswith(": UserWarning: deprecated thing")
+    assert own_log.read_text() == ("Model config LlamaConfig {\nWe recommend enable mixed precision training.\n"
+                                   "first line\nsecond line\n")
 
 
 def test_step_lines_are_read_from_the_event_files(tmp_path):
