@@ -31,6 +31,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -220,8 +221,33 @@ def _barrier() -> None:
         dist.barrier()
 
 
+@contextmanager
+def _whole_weights():
+    """Load whole weights on every rank during the pass, also under DeepSpeed ZeRO-3: transformers partitions a
+    model created while `is_deepspeed_zero3_enabled()` (transformers/integrations/deepspeed.py, a weak reference
+    to the DeepSpeed config that TrainingArguments set), and a partitioned model cannot run a forward pass outside
+    a DeepSpeed engine. The pass therefore holds one whole reference per rank; training is unaffected."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = reference() if reference is not None else None
+    if config is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
+
+
 def _reference_model(tokenizer, model_args, finetuning_args, training_args):
     """(model, context) giving the reference LF's DPO workflow would use (train/dpo/workflow.py, trainer.py)."""
+    with _whole_weights():
+        return _load_reference(tokenizer, model_args, finetuning_args, training_args)
+
+
+def _load_reference(tokenizer, model_args, finetuning_args, training_args):
     from contextlib import nullcontext
 
     from llamafactory.model import load_model
@@ -371,3 +397,4 @@ def install(values_file: Path) -> None:
 
     workflow.create_ref_model = no_reference_model
     CustomDPOTrainer.compute_reference_log_probs = compute_reference_log_probs
+    CustomDPOTrainer.dpo_launch_ref_cache = str(values_file)  # what runtime.json reports as the reference

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import run_cli
+from support.cli import REPO, run_cli
 from support.training import Workspace, make_workspace, run_worker, training_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 LOGGED = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 LORA = {"finetuning_type": "lora", "lora_target": "all", "learning_rate": 1.0e-2}
+EVAL = {"val_size": 0.1, "eval_strategy": "steps", "eval_steps": 5, "per_device_eval_batch_size": 3}
 CASES = {
     "full-sigmoid": {"pref_loss": "sigmoid"},
+    "full-sigmoid-with-eval": {"pref_loss": "sigmoid", **EVAL},
     "full-ipo": {"pref_loss": "ipo"},
     "full-hinge": {"pref_loss": "hinge"},
     "full-kto_pair": {"pref_loss": "kto_pair"},
@@ -35,6 +37,10 @@ def cached_env(cache: Path) -> dict[str, str]:
 
 def logged(ws: Workspace) -> list[dict[str, float]]:
     return [{key: entry[key] for key in LOGGED} for entry in ws.log_history() if "loss" in entry]
+
+
+def evaluated(ws: Workspace) -> list[dict[str, float]]:
+    return [{key: entry[f"eval_{key}"] for key in LOGGED} for entry in ws.log_history() if "eval_loss" in entry]
 
 
 def trained(ws: Workspace, env: dict[str, str] | None = None):
@@ -57,11 +63,14 @@ def test_cached_reference_trains_like_the_reference(tmp_path, tiny_model_dir, ca
     trained(plain)
     result = trained(cached, cached_env(tmp_path / "cache"))
     assert_same_steps(logged(plain), logged(cached))
+    if "eval" in case:  # the eval pairs come from the cache too
+        assert len(evaluated(plain)) == len(evaluated(cached)) == 1
+        assert evaluated(cached)[0] == pytest.approx(evaluated(plain)[0], abs=1e-6, rel=1e-6)
     assert "reference log-probs: computing them (no cache yet" in result.stderr + result.stdout
     # the pass built the reference; training built none (LF logs each reference it creates)
     assert (result.stdout + result.stderr).count("Created reference model") == (0 if "lora" in case else 1)
-    if "lora" not in case:
-        assert cached.runtime()["loss"]["self_test"] == "passed"  # the self-test ran on the cached values
+    assert cached.runtime()["reference"]["kind"] == "precomputed"
+    assert cached.runtime()["loss"]["self_test"] == "passed"  # the self-test ran on the cached values
 
 
 def test_a_matching_cache_skips_the_pass_and_a_changed_cutoff_len_recomputes_saying_why(tmp_path, tiny_model_dir):
@@ -111,3 +120,25 @@ def test_train_flag_shares_one_cache_across_sibling_output_dirs_with_two_shuffle
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     rank_log = (cached.root / "runs" / "b" / "dpo-launch" / "logs" / "rank-0.log").read_text(encoding="utf-8")
     assert f"cache hit {cached.root / 'runs' / '.dpo-launch-cache' / 'ref-logps'}" in rank_log
+
+
+def launched(ws: Workspace, *flags: str) -> None:
+    env = training_env(TORCH_EXTENSIONS_DIR=str(REPO / ".cache" / "torch_extensions"))
+    result = run_cli("train", "config.yaml", "--no-monitor", "--nproc-per-node", "2", *flags, cwd=ws.root, env=env,
+                     timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("preset, changes", [
+    ("ds_z2_config.json", LORA),
+    ("ds_z3_config.json", {}),
+], ids=["zero2-lora", "zero3-full"])
+def test_cached_reference_under_deepspeed_on_two_ranks(tmp_path, tiny_model_dir, preset, changes):
+    """Under ZeRO-3 the pass loads whole weights per rank (a partitioned model cannot run outside an engine)."""
+    config = {"deepspeed": str(REPO / "config" / "deepspeed" / preset), **changes}
+    plain = make_workspace(tmp_path / "plain", tiny_model_dir, **config)
+    cached = make_workspace(tmp_path / "cached", tiny_model_dir, **config)
+    launched(plain)
+    launched(cached, "--precompute-ref")
+    assert_same_steps(logged(plain), logged(cached))
+    assert "reference log-probs: computing them" in (cached.out / "dpo-launch" / "logs" / "rank-0.log").read_text()
