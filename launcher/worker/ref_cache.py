@@ -37,7 +37,7 @@ from typing import Any
 
 from launcher.atomic import write_text_atomic
 from launcher.layout import PRECOMPUTE_REF_ENV
-from launcher.versions import package_versions
+from launcher.versions import installed_version
 from launcher.worker import console
 
 PREFIX = "dpo-launch worker: reference log-probs"
@@ -114,7 +114,6 @@ def dataset_fingerprints(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def key_components(cfg: Mapping[str, Any], device_type: str) -> dict[str, Any]:
     """Everything the reference log-probs of a pair depend on, besides the pair's tokens (which key the entries)."""
-    versions = package_versions()
     reference = cfg.get("ref_model") or cfg.get("model_name_or_path")
     return {
         "format": FORMAT,
@@ -126,7 +125,7 @@ def key_components(cfg: Mapping[str, Any], device_type: str) -> dict[str, Any]:
         **{key: cfg.get(key) for key in DATA_KEYS},
         "datasets": dataset_fingerprints(cfg),
         "device": device_type,
-        "versions": {name: versions.get(name) for name in STACK},
+        "versions": {name: installed_version(name) for name in STACK},
     }
 
 
