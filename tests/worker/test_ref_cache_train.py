@@ -17,7 +17,7 @@ from support.training import Workspace, make_workspace, run_worker, training_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
-LOGGED = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+LOGGED = ("loss", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 LORA = {"finetuning_type": "lora", "lora_target": "all", "learning_rate": 1.0e-2}
 EVAL = {"val_size": 0.1, "eval_strategy": "steps", "eval_steps": 5, "per_device_eval_batch_size": 3}
 CASES = {
@@ -40,7 +40,8 @@ def logged(ws: Workspace) -> list[dict[str, float]]:
 
 
 def evaluated(ws: Workspace) -> list[dict[str, float]]:
-    return [{key: entry[f"eval_{key}"] for key in LOGGED} for entry in ws.log_history() if "eval_loss" in entry]
+    evaluated_keys = [key for key in LOGGED if key != "grad_norm"]  # evaluation has no gradient
+    return [{key: entry[f"eval_{key}"] for key in evaluated_keys} for entry in ws.log_history() if "eval_loss" in entry]
 
 
 def trained(ws: Workspace, env: dict[str, str] | None = None):
