@@ -20,7 +20,9 @@ ipo/orpo/simpo, exactly as LF's `concatenated_forward` does). A batch pair witho
 the cache, never a silent fallback to a reference that is not there.
 
 Layout: `<cache root>/<key>/ref_logps.json` (complete when present; written last and atomically by rank 0),
-`manifest.json` (the key's components), `parts/rank-N.json` (each rank's share while the pass runs).
+`manifest.json` (the key's components), `parts/rank-N.json` (each rank's share while the pass runs). Rank 0
+decides hit or miss and writes the merged file, so on several nodes the cache root must be on a filesystem that
+every node sees (another node's rank that cannot read it stops with an error naming the file).
 The torch-free helpers here are testable alone; everything that imports torch does so inside functions.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -346,6 +349,7 @@ def prepare(cfg: Mapping[str, Any], root: Path, rank: int) -> Path:
         write_text_atomic(entry / MANIFEST_FILE, json.dumps({"key": key, "components": components}, indent=1,
                                                             default=str))
         write_text_atomic(values_file, json.dumps({"format": FORMAT, "pairs": merged}))
+        shutil.rmtree(parts, ignore_errors=True)  # every rank wrote its share before the barrier
         console.say(f"{PREFIX}: {len(merged)} pairs computed in {time.monotonic() - started:.1f}s on {world} "
                     f"rank(s); saved {values_file}")
     _barrier()
