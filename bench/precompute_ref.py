@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         workspace(root, model, args.pairs, args.cutoff_len, args.batch, args.epochs)
         size = parameters(model)
         print(f"model: {model.name}, {size / 1e6:.1f}M parameters (an fp32 copy: {size * 4 / 2**20:.0f} MiB); "
-              f"{args.pairs} pairs x {args.epochs} epoch(s), cutoff_len {args.cutoff_len}, batch {args.batch}, full fine-tuning, CPU, "
+              f"{args.pairs} pairs x {args.epochs} epoch(s), cutoff_len {args.cutoff_len}, batch {args.batch}, "
+              "full fine-tuning, CPU, "
               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}", flush=True)
         plain = [run(root, f"plain-{beta}", beta, None) for beta in BETAS]
         cache = root / "cache"
