@@ -2,14 +2,15 @@
 cost, and a `pref_beta` sweep's total wall time with one shared cache vs without.
 
 The model is scripts/small_model.py's random-init Llama (`--size 250m --layers 2`: about 88M parameters, most of
-them in the 32000-row embedding and LM head, so compute dominates over Python overhead), stored in bf16 and
-loaded in fp32 on CPU (LLaMA-Factory's infer_optim_dtype); full fine-tuning without gradient checkpointing, sigmoid
-loss, the demo preference data cut to `--pairs` pairs, one epoch per run. Each run is one worker process
+them in the 32000-row embedding and LM head, so compute dominates over Python overhead), stored in bf16; the
+policy is upcast to fp32 by LLaMA-Factory and the reference loaded in fp32 (`infer_dtype: float32`). Full
+fine-tuning without gradient checkpointing, sigmoid loss, the demo preference data cut to `--pairs` pairs,
+`--epochs` epochs per run. Each run is one worker process
 (`python -m launcher.worker`, what `dpo-launch train` starts on one process); its peak RSS comes from wait4, its
 training speed from the trainer's own `train_steps_per_second` (the training loop only, not the start-up), the
 pass's cost from the worker's own line. Every figure is a ratio against the baseline measured in this same run.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/precompute_ref.py [--layers 2] [--pairs 64] [--batch 8]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/precompute_ref.py [--layers 2] [--pairs 64] [--batch 8] [--epochs 1]
 
 Goals (issue 15): steps/s with the cache >= 1.25x without, peak RSS down by about one model copy, the 4-run
 sweep >= 1.2x faster end to end.
@@ -80,7 +81,10 @@ def workspace(root: Path, model: Path, pairs: int, cutoff_len: int, batch: int, 
             "cutoff_len": cutoff_len, "max_samples": pairs, "preprocessing_num_workers": 1,
             "per_device_train_batch_size": batch, "num_train_epochs": epochs, "learning_rate": 1.0e-6,
             "lr_scheduler_type": "constant", "logging_steps": 1, "save_strategy": "no", "report_to": "none",
-            "seed": 42, "disable_gradient_checkpointing": True}
+            "seed": 42, "disable_gradient_checkpointing": True,
+            # the frozen reference in fp32 like the (upcast) policy; with "auto" it stays in the checkpoint's bf16
+            # and the first-batch self-test sees policy != reference at larger pref_beta
+            "infer_dtype": "float32"}
     (root / "base.json").write_text(json.dumps(base), encoding="utf-8")
     return root
 
