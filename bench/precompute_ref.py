@@ -2,8 +2,8 @@
 cost, and a `pref_beta` sweep's total wall time with one shared cache vs without.
 
 The model is scripts/small_model.py's random-init Llama (`--size 250m --layers 2`: about 88M parameters, most of
-them in the 32000-row embedding and LM head, so compute dominates over Python overhead), stored in bf16; the
-policy is upcast to fp32 by LLaMA-Factory and the reference loaded in fp32 (`infer_dtype: float32`). Full
+them in the 32000-row embedding and LM head, so compute dominates over Python overhead), converted to an
+fp32 checkpoint (policy and reference both fp32). Full
 fine-tuning without gradient checkpointing, sigmoid loss, the demo preference data cut to `--pairs` pairs,
 `--epochs` epochs per run. Each run is one worker process
 (`python -m launcher.worker`, what `dpo-launch train` starts on one process); its peak RSS comes from wait4, its
@@ -45,12 +45,27 @@ class RunResult:
 
 
 def build_model(layers: int) -> Path:
-    path = REPO / ".cache" / f"bench-precompute-llama-250m-{layers}l"
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "small_model.py"), str(path), "--size", "250m",
+    """small_model.py's build (bf16), converted once to an fp32 checkpoint: with a bf16 checkpoint LLaMA-Factory
+    upcasts the trainable policy to fp32 but keeps the frozen reference in bf16, so they differ at step 0."""
+    bf16 = REPO / ".cache" / f"bench-precompute-llama-250m-{layers}l"
+    fp32 = bf16.with_name(bf16.name + "-fp32")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "small_model.py"), str(bf16), "--size", "250m",
                              "--layers", str(layers)], cwd=REPO, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"building the model failed:\n{result.stdout}\n{result.stderr}")
-    return path
+    if not (fp32 / "model.safetensors").is_file():
+        from safetensors.torch import load_file, save_file  # the bench may import torch; the launcher never does
+
+        staging = fp32.with_name(fp32.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(bf16, staging)
+        tensors = {name: tensor.float() for name, tensor in load_file(str(bf16 / "model.safetensors")).items()}
+        save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+        config.update({"dtype": "float32", "torch_dtype": "float32"})
+        (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        staging.rename(fp32)
+    return fp32
 
 
 def parameters(model: Path) -> int:
@@ -81,10 +96,7 @@ def workspace(root: Path, model: Path, pairs: int, cutoff_len: int, batch: int, 
             "cutoff_len": cutoff_len, "max_samples": pairs, "preprocessing_num_workers": 1,
             "per_device_train_batch_size": batch, "num_train_epochs": epochs, "learning_rate": 1.0e-6,
             "lr_scheduler_type": "constant", "logging_steps": 1, "save_strategy": "no", "report_to": "none",
-            "seed": 42, "disable_gradient_checkpointing": True,
-            # the frozen reference in fp32 like the (upcast) policy; with "auto" it stays in the checkpoint's bf16
-            # and the first-batch self-test sees policy != reference at larger pref_beta
-            "infer_dtype": "float32"}
+            "seed": 42, "disable_gradient_checkpointing": True}
     (root / "base.json").write_text(json.dumps(base), encoding="utf-8")
     return root
 
