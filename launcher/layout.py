@@ -22,6 +22,10 @@ import re
 from pathlib import Path
 
 OWN_DIR = "dpo-launch"  # our folder inside output_dir, and our TensorBoard run inside tensorboard/
+# `train --precompute-ref`: the cache root the worker reads (launcher.worker.ref_cache); by default next to the
+# output_dir, so that the runs of a sweep (sibling output_dirs) share it.
+PRECOMPUTE_REF_ENV = "DPO_LAUNCH_PRECOMPUTE_REF"
+REF_CACHE_DIR = Path(".dpo-launch-cache") / "ref-logps"
 RESOLVED_CONFIG = "resolved_config.json"
 PLAN_FILE = "plan.json"
 RUNTIME_FILE = "runtime.json"
@@ -149,3 +153,8 @@ def complete_checkpoints(output_dir: Path | str) -> list[Path]:
 
 def weight_files(output_dir: Path | str) -> list[Path]:
     return [Path(output_dir) / name for name in WEIGHT_FILES if (Path(output_dir) / name).is_file()]
+
+
+def default_ref_cache(output_dir: Path) -> Path:
+    """`<output_dir's parent>/.dpo-launch-cache/ref-logps`: shared by sibling output_dirs, e.g. a sweep's."""
+    return output_dir.parent / REF_CACHE_DIR

@@ -27,6 +27,7 @@ from launcher.commands.arguments import (
 )
 from launcher.errors import EXIT_USER_ERROR, UsageError
 from launcher.observe.alerts import settings_env
+from launcher.run.ref_cache import cache_env
 from launcher.run.stall import DEFAULT_STALL_SECONDS
 from launcher.run.train import start_run
 
@@ -64,6 +65,13 @@ def add_parser(subparsers) -> None:
                              "(default: loss-not-finite; 'none': no alert stops the run)")
     parser.add_argument("--alert-threshold", dest="alert_thresholds", action="append", default=[],
                         metavar="NAME=VALUE", help="change one alert threshold (repeatable), e.g. spike_factor=5")
+    parser.add_argument("--precompute-ref", action="store_true",
+                        help="compute the reference model's log-probs of every pair once, before training, into a "
+                             "cache that later runs with the same reference, data and tokenization reuse (e.g. a "
+                             "pref_beta sweep); training then builds no reference model")
+    parser.add_argument("--precompute-ref-cache", metavar="DIR", default=None,
+                        help="the cache folder for --precompute-ref (default: .dpo-launch-cache/ref-logps next to "
+                             "the output_dir)")
     parser.set_defaults(handler=run)
 
 
@@ -88,7 +96,7 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         resume: bool = False, overwrite: bool = False, monitor: bool = True, stop_on: str | None = None,
         alert_thresholds: list[str] | None = None, gpu_memory_flag: str | None = None, check_memory: bool = True,
         allow_changes: bool = False, stall_timeout: str | None = None, verbose: bool = False,
-        **launch_flags: Any) -> int:
+        precompute_ref: bool = False, precompute_ref_cache: str | None = None, **launch_flags: Any) -> int:
     config_path, overrides = pop_config_path(config, overrides, config_file)
     stall_seconds = parse_duration(stall_timeout)
     if allow_changes and not resume:
@@ -104,6 +112,7 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
     if not result.ok:
         print(f"dpo-launch train: {config_path} has errors; nothing was started", file=sys.stderr)
         return EXIT_USER_ERROR
+    env.update(cache_env(result.config.values, cwd, precompute_ref, precompute_ref_cache))
     consent = "resume" if resume else "overwrite" if overwrite else None
     return start_run(result, launch_flags, cwd, env, consent=consent, dry_run=dry_run, monitor=monitor,
                      gpu_memory_flag=gpu_memory_flag, check_memory=check_memory, stall_timeout=stall_seconds,
@@ -111,12 +120,14 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
                      resume_command=resume_argv(config_path, overrides, launch_flags, stop_on, alert_thresholds or [],
                                                 stall_timeout, starts_over=bool(result.config.values.get(
                                                     "overwrite_output_dir")), gpu_memory_flag=gpu_memory_flag,
-                                                check_memory=check_memory))
+                                                check_memory=check_memory,
+                                                precompute=(precompute_ref, precompute_ref_cache)))
 
 
 def resume_argv(config_path: str, overrides: list[str], launch_flags: dict[str, Any], stop_on: str | None,
                 alert_thresholds: list[str], stall_timeout: str | None, starts_over: bool = False,
-                gpu_memory_flag: str | None = None, check_memory: bool = True) -> list[str]:
+                gpu_memory_flag: str | None = None, check_memory: bool = True,
+                precompute: tuple[bool, str | None] = (False, None)) -> list[str]:
     """The command that resumes this run, for the end-of-run summary: the same config, overrides and flags (and
     `overwrite_output_dir=false` for a config that says to start over, which --resume refuses)."""
     argv = train_command(config_path, [*overrides, *(["overwrite_output_dir=false"] if starts_over else [])],
@@ -129,4 +140,6 @@ def resume_argv(config_path: str, overrides: list[str], launch_flags: dict[str, 
         argv += ["--alert-threshold", threshold]
     if stall_timeout is not None:
         argv += ["--stall-timeout", stall_timeout]
+    if precompute[0]:
+        argv += ["--precompute-ref", *(["--precompute-ref-cache", precompute[1]] if precompute[1] else [])]
     return argv + ["--resume"]

@@ -74,6 +74,7 @@ def memory_data(memory: MemoryEstimate) -> dict[str, Any]:
         "terms": [{"name": t.name, "gib": t.gib, "formula": t.formula} for t in memory.terms],
         "total_gib": memory.total_gib,
         "by_zero_stage": [{"zero": label, "total_gib": total} for label, total in memory.by_zero_stage],
+        "precomputed_ref_total_gib": memory.precomputed_ref_gib,
         "notes": list(memory.notes),
         "estimate": True,
     }

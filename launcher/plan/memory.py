@@ -21,6 +21,7 @@ from launcher.lf.resolve import (
     ADAPTER_DISABLED,
     EXPLICIT,
     FROZEN_COPY,
+    NONE,
     ReferenceResolution,
 )
 from launcher.lf.settings import setting, split_arg
@@ -46,6 +47,9 @@ class MemoryEstimate:
     model_source: str
     notes: tuple[str, ...] = ()
     by_zero_stage: tuple[tuple[str, float | None], ...] = ()
+    # The total with `train --precompute-ref` (no reference model, no reference forward); None when there is no
+    # reference to precompute.
+    precomputed_ref_gib: float | None = None
 
 
 # What `plan` compares side by side: ZeRO 0/1/2/3 with and without offload.
@@ -64,7 +68,11 @@ def estimate_memory(config: Mapping[str, Any], reference: ReferenceResolution, w
     estimate = _estimate(config, policy, reference, ref_size, world_size, zero)
     totals = tuple((choice.label, _estimate(config, policy, reference, ref_size, world_size, choice).total_gib)
                    for choice in ZERO_CHOICES)
-    return replace(estimate, by_zero_stage=totals)
+    precomputed = None
+    if reference.kind in (EXPLICIT, FROZEN_COPY, ADAPTER_DISABLED):
+        cached = replace(reference, kind=NONE)  # cached log-probs: no reference weights, no reference forward
+        precomputed = _estimate(config, policy, cached, ref_size, world_size, zero).total_gib
+    return replace(estimate, by_zero_stage=totals, precomputed_ref_gib=precomputed)
 
 
 def _estimate(config: Mapping[str, Any], policy: ModelSize, reference: ReferenceResolution, ref_size: ModelSize,

@@ -110,6 +110,10 @@ def _memory(memory: dict[str, Any], world_size: int, console, say) -> None:
         table.add_row(term["name"], _gib(term["gib"]), term["formula"])
     table.add_row("total", _gib(memory["total_gib"]), "an estimate; CUDA context and fragmentation not counted")
     console.print(table)
+    if memory.get("precomputed_ref_total_gib") is not None:
+        say(f"With train --precompute-ref: {_gib(memory['precomputed_ref_total_gib'])} GiB per GPU (cached reference "
+            "log-probs: no reference model, no reference forward; the one-off pass before training holds the "
+            "reference alone)")
     choices = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     choices.add_column("DeepSpeed choice (same model and batch)")
     choices.add_column("total GiB per GPU", justify="right")

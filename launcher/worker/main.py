@@ -28,7 +28,7 @@ from launcher.errors import EXIT_ALERT_STOP
 from launcher.layout import logs_dir, tensorboard_dir
 from launcher.lf.losses import PREF_LOSS_NAMES, resolve_loss
 from launcher.versions import package_versions
-from launcher.worker import console, loss_patch, selftest, upstream_fixes
+from launcher.worker import console, loss_patch, ref_cache, selftest, upstream_fixes
 from launcher.worker.graceful_stop import StopRequest, make_callback
 from launcher.worker.metrics import AlertStop, make_callbacks
 from launcher.worker.selftest import LossSelfTestFailed
@@ -99,6 +99,9 @@ def train(cfg: dict[str, Any], stop: StopRequest, lifeline: Lifeline) -> None:
     upstream_fixes.install()  # multi-rank CPU resume (transformers 5.6 map_location "cpu:0"); see the module
     selftest.install_probe(selftest.FirstBatchProbe(cfg))
     announce_loss(cfg, patched)
+    cache_root = ref_cache.cache_root_from_env()
+    if cache_root is not None and resolve_loss(cfg).uses_reference and cfg.get("stage") == "dpo":
+        ref_cache.install(ref_cache.prepare(cfg, cache_root, rank()))
     from llamafactory.train.tuner import run_exp
 
     callbacks = [*make_callbacks(cfg.get("output_dir")), *heartbeat_callbacks(lifeline), make_callback(stop)]
@@ -202,7 +205,7 @@ def run(args_file: Path) -> int:
         return interrupted(exc, lifeline)
     try:
         train(cfg, stop, lifeline)
-    except LossSelfTestFailed as exc:
+    except (LossSelfTestFailed, ref_cache.RefCacheError) as exc:
         return fail(str(exc))
     except AlertStop as exc:
         return alert_stopped(exc)

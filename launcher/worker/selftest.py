@@ -108,6 +108,9 @@ def reference_info(trainer, cfg: Mapping[str, Any]) -> dict[str, Any]:
     (docs/upstream-notes.md#reference-model)."""
     if not resolve_loss(cfg).uses_reference:
         return {"kind": "none", "class": None, "parameters": None}
+    cache = getattr(trainer, "dpo_launch_ref_cache", None)
+    if cache:  # train --precompute-ref: no reference model at all (launcher.worker.ref_cache)
+        return {"kind": "precomputed", "class": None, "parameters": 0, "cache": cache}
     if trainer.ref_model is None:
         policy = _unwrap(trainer.model)
         if not hasattr(policy, "disable_adapter"):

@@ -164,3 +164,15 @@ def test_qwen2_counts_its_implicit_qkv_biases():
                                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
                                "vocab_size": 100, "tie_word_embeddings": False})
     assert shape.parameters() == 25120
+
+
+def test_precomputed_reference_drops_the_reference_weights_and_its_forward(workspace):
+    terms, estimate = bytes_by_term(config(), workspace)
+    without_reference_forward = 256 * 1000 * 10  # T × vocab × (fp32 logits + log-softmax of the policy only)
+    expected = sum(terms.values()) - terms["reference model"] - terms["logits"] + without_reference_forward
+    assert estimate.precomputed_ref_gib * GIB == pytest.approx(expected)
+
+
+def test_precomputed_reference_total_is_absent_for_a_reference_free_loss(workspace):
+    _, estimate = bytes_by_term(config(pref_loss="simpo"), workspace)
+    assert estimate.precomputed_ref_gib is None

@@ -253,13 +253,14 @@ def test_the_resume_command_parses_back_to_the_launchs_own_arguments():
     only with --no-memory-check must not be refused when resumed)."""
     given = ["my config.yaml", "max_steps=9", "--nproc-per-node", "2", "--master-port", "29511", "--gpu-memory",
              "80GiB", "--no-memory-check", "--stop-on", "none", "--alert-threshold", "spike_factor=5",
-             "--stall-timeout", "1h"]
+             "--stall-timeout", "1h", "--precompute-ref", "--precompute-ref-cache", "my cache"]
     parser = build_parser(frozenset({"train"}))
     launch = vars(parse_arguments(parser, ["train", *given]))
     launch_flags = {dest: launch[dest] for dest in LAUNCH_FLAGS}
     argv = resume_argv(launch["config"], launch["overrides"], launch_flags, launch["stop_on"],
                        launch["alert_thresholds"], launch["stall_timeout"], gpu_memory_flag=launch["gpu_memory_flag"],
-                       check_memory=launch["check_memory"])
+                       check_memory=launch["check_memory"],
+                       precompute=(launch["precompute_ref"], launch["precompute_ref_cache"]))
     resumed = vars(parse_arguments(parser, argv[1:]))
     assert {key: value for key, value in resumed.items() if key != "resume"} == \
         {key: value for key, value in launch.items() if key != "resume"}
