@@ -118,17 +118,10 @@ def build_model(smoke: bool, logs: Path) -> dict:
     return {"path": str(path), "description": description, "seconds": round(seconds, 1), "error": error}
 
 
-def has_precompute_flag() -> bool:
-    """Whether `dpo-launch train` has the flag yet (issue 15, part 1), so the placeholder row cannot go stale."""
-    result = subprocess.run([sys.executable, "-m", "launcher", "train", "--help"], cwd=REPO, capture_output=True,
-                            text=True, timeout=120, check=False)
-    return "--precompute-ref" in result.stdout
-
-
 def train_cases(args, model: Path, work: Path, logs: Path, deadline: float | None, flash: bool) -> dict[str, dict]:
     """Every case in order; a case that would start past the deadline is skipped, a started one gets what is left."""
     gpu = not args.cpu_smoke
-    names = ["lora", "lora-llamafactory-cli", "full", "full-zero2"] + (["lora-fa2"] if flash else [])
+    names = ["lora", "lora-llamafactory-cli", "full", "full-precompute", "full-zero2"] + (["lora-fa2"] if flash else [])
     results = {}
     for name in names:
         config = runs.write_config(runs.CASES[name], model, work, args.steps, gpu)
@@ -154,7 +147,7 @@ def table_rows(args, probe: dict, model: dict | None, plans: dict, results: dict
         return table
     table += [rows.train_row(case, results[case], precision, args.steps) for case in rows.TRAIN_ROWS]
     table.append(rows.throughput_row(results["lora"], results["lora-llamafactory-cli"], smoke))
-    table.append(rows.precompute_row(has_precompute_flag()))
+    table.append(rows.precompute_row(results["full"], results["full-precompute"], not smoke))
     table.append(rows.attention_row(results["lora"], results.get("lora-fa2"), flash_skip))
     table += [rows.memory_row(case, results[case], plans[case], not smoke) for case in rows.MEMORY_ROWS]
     return table

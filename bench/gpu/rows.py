@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 OK, FAIL, SKIPPED, BELOW_GOAL, ABOVE_PLAN, MEASURED, NOT_YET = (
     "ok", "FAIL", "skipped", "below goal", "above plan", "measured", "not available yet")
 THROUGHPUT_GOAL = 1.0  # dpo-launch tokens/s over llamafactory-cli tokens/s, same config (issue 15)
+PRECOMPUTE_GOAL = 1.25  # full fine-tuning tokens/s with --precompute-ref over without (issue 15)
 TRAIN_ROWS = {"lora": "train lora (dpo-launch)", "full": "train full (dpo-launch)",
               "full-zero2": "train full, DeepSpeed ZeRO-2 (dpo-launch)"}
 MEMORY_ROWS = {"lora": "memory lora: plan vs peak", "full": "memory full: plan vs peak",
@@ -121,13 +122,27 @@ def throughput_row(ours: dict, theirs: dict, smoke: bool) -> Row:
     return Row(name, OK if ratio >= THROUGHPUT_GOAL else BELOW_GOAL, detail)
 
 
-def precompute_row(flag_exists: bool) -> Row:
-    name = "--precompute-ref: with vs without"
-    if flag_exists:
-        return Row(name, NOT_YET, "dpo-launch train has --precompute-ref now, but bench/gpu/check.py does not "
-                                  "measure it yet (goal: >= 1.25x tokens/s for full fine-tuning, and the memory)")
-    return Row(name, NOT_YET, "dpo-launch train has no --precompute-ref yet (issue 15, part 1); once it does, this "
-                              "row compares full fine-tuning with and without it (goal >= 1.25x, and the memory)")
+def precompute_row(without: dict, cached: dict, gpu: bool) -> Row:
+    """Full fine-tuning with `--precompute-ref` against the same run without it: training tokens/s (HF's
+    train_runtime, which the reference pass before training is not part of), the pass's cost in wall time, and
+    the peak GPU memory (the reference copy is gone)."""
+    name = "--precompute-ref: with vs without (full)"
+    for run in (without, cached):
+        if not run.get("ok"):
+            return Row(name, SKIPPED if run.get("skipped") else FAIL, f"{run['case']}: {_failed(run)}")
+    if cached.get("self_test", {}).get("self_test") != "passed":
+        return Row(name, FAIL, f"the loss self-test on cached values: {cached.get('self_test', {}).get('self_test')} "
+                               f"(log: logs/{cached['case']}.log)")
+    ratio = cached["tokens_per_second"] / without["tokens_per_second"]
+    detail = (f"{cached['tokens_per_second']:,.0f} vs {without['tokens_per_second']:,.0f} tokens/s = {ratio:.3f}x "
+              f"(goal >= {PRECOMPUTE_GOAL:.2f}x); wall {cached['wall_s']:.0f} s with the pass vs "
+              f"{without['wall_s']:.0f} s")
+    if not gpu:
+        return Row(name, MEASURED, detail + "; CPU smoke: not a measurement")
+    peaks = cached.get("vram_peak_gib"), without.get("vram_peak_gib")
+    if None not in peaks:
+        detail += f"; peak {peaks[0]:.2f} vs {peaks[1]:.2f} GiB ({peaks[1] - peaks[0]:.2f} GiB less)"
+    return Row(name, OK if ratio >= PRECOMPUTE_GOAL else BELOW_GOAL, detail)
 
 
 def attention_row(sdpa: dict, fa2: dict | None, skipped: str | None) -> Row:

@@ -38,12 +38,14 @@ class Case:
     tool: str                       # "dpo-launch" or "llamafactory-cli"
     finetuning_type: str            # "lora" or "full"
     changes: dict = field(default_factory=dict)
+    flags: tuple[str, ...] = ()     # dpo-launch train flags
 
 
 CASES = {case.name: case for case in (
     Case("lora", "dpo-launch", "lora", {"flash_attn": "sdpa"}),
     Case("lora-llamafactory-cli", "llamafactory-cli", "lora", {"flash_attn": "sdpa"}),
     Case("full", "dpo-launch", "full", {"flash_attn": "sdpa"}),
+    Case("full-precompute", "dpo-launch", "full", {"flash_attn": "sdpa"}, ("--precompute-ref",)),
     Case("full-zero2", "dpo-launch", "full", {"flash_attn": "sdpa", "deepspeed": str(DEEPSPEED_ZERO2)}),
     Case("lora-fa2", "dpo-launch", "lora", {"flash_attn": "fa2"}),
 )}
@@ -94,6 +96,7 @@ def train(case: Case, config: Path, logs: Path, timeout_s: float) -> dict:
     The environment is this process's (check.py sets RECORD_VRAM=1 and the offline switches in it)."""
     output_dir = Path(yaml.safe_load(config.read_text(encoding="utf-8"))["output_dir"])
     argv, tool_env = gpu_throughput.tool_argv(case.tool, config, 1, "deepspeed" in case.changes)
+    argv += list(case.flags)
     started = time.perf_counter()
     try:
         result = gpu_throughput.run_tool(argv, tool_env, output_dir, logs / f"{case.name}.log", timeout_s)

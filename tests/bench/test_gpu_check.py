@@ -27,7 +27,7 @@ ROWS = [
     ("train full (dpo-launch)", "ok"),
     ("train full, DeepSpeed ZeRO-2 (dpo-launch)", "ok"),
     ("tokens/s dpo-launch vs llamafactory-cli (lora)", "measured"),
-    ("--precompute-ref: with vs without", "not available yet"),
+    ("--precompute-ref: with vs without (full)", "measured"),
     ("sdpa vs fa2 (lora, dpo-launch)", "skipped"),
     ("memory lora: plan vs peak", "skipped"),
     ("memory full: plan vs peak", "skipped"),
@@ -67,7 +67,7 @@ def test_the_table_printed_is_the_table_written(smoke):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["lora", "full", "full-zero2"])
+@pytest.mark.parametrize("case", ["lora", "full", "full-precompute", "full-zero2"])
 def test_each_dpo_launch_training_passes_its_loss_self_test_and_writes_every_reward_tag(smoke, case):
     run = smoke["results"]["runs"][case]
     assert run["self_test"]["self_test"] == "passed"
@@ -85,12 +85,24 @@ def test_both_tools_train_the_same_tokens_for_the_throughput_ratio(smoke):
 
 
 @pytest.mark.slow
-def test_rows_that_need_a_gpu_or_a_later_feature_say_why(smoke):
+def test_rows_that_need_a_gpu_say_why(smoke):
     assert row(smoke, "sdpa vs fa2 (lora, dpo-launch)")["detail"] == "--cpu-smoke: flash-attn needs a CUDA GPU"
     assert row(smoke, "carried wheels")["detail"] == "--cpu-smoke: this Python's own packages, no wheels installed"
-    assert row(smoke, "--precompute-ref: with vs without")["detail"] == (
-        "dpo-launch train has no --precompute-ref yet (issue 15, part 1); once it does, this row compares full "
-        "fine-tuning with and without it (goal >= 1.25x, and the memory)")
+
+
+@pytest.mark.slow
+def test_the_precompute_row_compares_the_full_run_with_and_without_the_cache(smoke):
+    runs = smoke["results"]["runs"]
+    cached, without = runs["full-precompute"], runs["full"]
+    assert cached["tokens"] == without["tokens"] > 0  # the same training, with the reference read from the cache
+    ratio = cached["tokens_per_second"] / without["tokens_per_second"]
+    detail = row(smoke, "--precompute-ref: with vs without (full)")["detail"]
+    assert detail.startswith(f"{cached['tokens_per_second']:,.0f} vs {without['tokens_per_second']:,.0f} tokens/s = "
+                             f"{ratio:.3f}x (goal >= 1.25x); wall ")
+    assert detail.endswith("; CPU smoke: not a measurement")
+    with tarfile.open(smoke["out"] / "logs.tar.gz") as archive:
+        text = archive.extractfile("logs/full-precompute.log").read().decode()
+    assert "reference log-probs" in text and "computing them" in text
 
 
 @pytest.mark.slow
@@ -106,7 +118,7 @@ def test_memory_rows_give_the_plans_estimate_for_each_config(smoke):
 def test_the_logs_archive_holds_each_runs_log_trainer_log_and_runtime_report(smoke):
     with tarfile.open(smoke["out"] / "logs.tar.gz") as archive:
         names = set(archive.getnames())
-    for case in ("lora", "full", "full-zero2", "lora-llamafactory-cli"):
+    for case in ("lora", "full", "full-precompute", "full-zero2", "lora-llamafactory-cli"):
         assert {f"logs/{case}.log", f"runs/{case}/trainer_log.jsonl", f"{case}.yaml"} <= names
     assert {"runs/lora/dpo-launch/runtime.json", "logs/probe.json", "logs/plan-full.json"} <= names
     assert sorted(path.name for path in smoke["out"].iterdir()) == ["logs.tar.gz", "results.json", "table.md"]

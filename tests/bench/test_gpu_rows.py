@@ -88,3 +88,21 @@ def test_a_run_skipped_for_the_time_budget_says_so():
 def test_the_table_escapes_a_pipe_inside_a_cell():
     table = rows.render([rows.Row("a|b", "ok", "x | y")], "# title")
     assert table == "# title\n\n| check | status | detail |\n| --- | --- | --- |\n| a\\|b | ok | x \\| y |\n"
+
+
+def test_the_precompute_row_gives_the_speed_ratio_the_pass_and_the_memory_saved():
+    without = dict(RUN, case="full", tokens_per_second=20000.0, wall_s=120.0, vram_peak_gib=30.0)
+    cached = dict(RUN, case="full-precompute", tokens_per_second=26000.0, wall_s=110.0, vram_peak_gib=22.5)
+    assert rows.precompute_row(without, cached, gpu=True) == rows.Row(
+        "--precompute-ref: with vs without (full)", "ok",
+        "26,000 vs 20,000 tokens/s = 1.300x (goal >= 1.25x); wall 110 s with the pass vs 120 s; peak 22.50 vs "
+        "30.00 GiB (7.50 GiB less)")
+    slow = dict(cached, tokens_per_second=22000.0)
+    assert rows.precompute_row(without, slow, gpu=True).status == "below goal"
+
+
+def test_the_precompute_row_fails_when_the_self_test_on_cached_values_does_not_pass():
+    cached = dict(RUN, case="full-precompute", wall_s=1.0, self_test={"self_test": "failed"})
+    assert rows.precompute_row(dict(RUN, case="full", wall_s=1.0), cached, gpu=True) == rows.Row(
+        "--precompute-ref: with vs without (full)", "FAIL",
+        "the loss self-test on cached values: failed (log: logs/full-precompute.log)")
