@@ -141,9 +141,18 @@ class LiveView:
             console = self.console or Console()
             if self._wait_for_events(console):
                 follow(self.output_dir, wait=True, live=True, console=console, should_stop=self._stop.is_set)
+            else:  # the job ended before the view saw its first step (a short run, a busy machine): its last state
+                self._last_snapshot(console)
         except Exception as exc:  # noqa: BLE001 - the job's own output goes on below
             print(f"dpo-launch: the live view stopped ({type(exc).__name__}: {exc}); training goes on, its output "
                   "continues below", file=sys.stderr, flush=True)
+
+    def _last_snapshot(self, console) -> None:
+        try:
+            find_logdir(self.output_dir)
+        except RunDirError:  # it logged nothing: the summary says how it ended
+            return
+        follow(self.output_dir, once=True, console=console)
 
     def _wait_for_events(self, console) -> bool:
         """Until the ranks write their first event file, say that they are starting; False if the run ended

@@ -241,6 +241,16 @@ def test_on_a_terminal_the_live_view_shows_from_the_launch_on(tmp_path):
     assert str(tmp_path / "dpo-launch" / "logs") in screen.getvalue()
 
 
+def test_a_run_that_ends_before_the_live_view_saw_a_step_still_gets_its_panel(tmp_path):
+    from rich.console import Console
+
+    screen = io.StringIO()
+    view = LiveView(tmp_path, Console(file=screen, force_terminal=True, width=200))
+    write_run(tmp_path, steps=3, max_steps=3, finished=True)  # the whole run, then the job's end at once
+    view.stop()
+    assert "dpo-launch monitor:" in screen.getvalue() and "3/3" in screen.getvalue()
+
+
 def test_the_resume_command_repeats_the_config_overrides_and_flags_and_undoes_a_start_over():
     assert resume_argv("my config.yaml", ["max_steps=9"], {"nproc_per_node": 2, "nnodes": None}, "none",
                        ["spike_factor=5"], "1h", starts_over=True) == [
