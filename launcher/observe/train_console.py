@@ -91,11 +91,8 @@ class StepLines:
         try:
             self.state = RunState(self.output_dir, find_logdir(self.output_dir))
             update = self.state.poll()
-        except RunDirError:  # a new run: nothing logged yet
-            self.state = None
-            return
-        except Exception:  # noqa: BLE001 - the first poll of the thread says what is wrong with the files
-            self.state = None
+        except Exception:  # noqa: BLE001 - a new run (RunDirError: nothing logged yet), or files the thread's
+            self.state = None  # first poll will say what is wrong with
             return
         self.state.take_warnings()
         if update.train_steps:

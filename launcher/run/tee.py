@@ -46,48 +46,48 @@ class Tee:
             handle.close()
 
     def line(self, raw: bytes) -> None:
+        rank, prefix, body = self._split(raw)
         if self.logging:
-            self._log(unmarked(raw))
+            self._log(unmarked(raw), rank, unmarked(body))
         # once the logs cannot be written, the terminal is the only place left: it gets every line
-        shown = unmarked(raw) if self.verbose or not self.logging else self.console_part(raw)
+        if self.verbose or not self.logging:
+            shown = unmarked(raw)
+        elif rank is None:
+            shown = raw  # torchrun's own line
+        else:
+            part = shown_part(body)
+            shown = None if part is None else prefix + part
         if shown:
             write_out(sys.stdout, shown.decode("utf-8", "replace"))
-        self._remember(raw, bool(shown))
+        if rank is not None:
+            self._remember(rank, body, bool(shown))
 
-    def _remember(self, raw: bytes, shown: bool) -> None:
+    def _split(self, raw: bytes) -> tuple[int | None, bytes, bytes]:
+        """(rank, its `[rankN]: ` prefix, the rest); rank None for a line of torchrun's own (several ranks), 0
+        for every line of a single process."""
         match = RANK_LINE.match(raw)
-        if match is None and self.distributed:
-            return  # torchrun's own line
-        rank = int(match.group(1)) if match else 0
+        if match is None:
+            return (None if self.distributed else 0), b"", raw
+        return int(match.group(1)), raw[:match.end()], raw[match.end():]
+
+    def _remember(self, rank: int, body: bytes, shown: bool) -> None:
         if shown:
             self.unshown.pop(rank, None)
         else:
-            text = unmarked(raw[match.end():] if match else raw).decode("utf-8", "replace").rstrip("\r\n")
+            text = unmarked(body).decode("utf-8", "replace").rstrip("\r\n")
             self.unshown.setdefault(rank, collections.deque(maxlen=TAIL_LINES)).append(text)
 
     def last_unshown(self, rank: int) -> list[str]:
         """The rank's last lines (up to TAIL_LINES) if the console did not show its last words, else none."""
         return list(self.unshown.get(rank, ()))
 
-    def console_part(self, raw: bytes) -> bytes | None:
-        """What the terminal shows of a line when not verbose: a rank's marked part (behind its `[rankN]: `), or
-        a line of torchrun's own; None for the rest."""
-        match = RANK_LINE.match(raw)
-        if self.distributed and match is None:
-            return raw
-        prefix, rest = (raw[:match.end()], raw[match.end():]) if match else (b"", raw)
-        part = shown_part(rest)
-        return None if part is None else prefix + part
-
-    def _log(self, raw: bytes) -> None:
+    def _log(self, raw: bytes, rank: int | None, body: bytes) -> None:
         """Into the log files; a full disk stops the logging, never the job (from then on the terminal gets every
         line, the ones only the logs had included)."""
         try:
             self.launcher_log.write(raw)
-            match = RANK_LINE.match(raw)
-            if match or not self.distributed:
-                rank = int(match.group(1)) if match else 0
-                self.rank_log(rank).write(raw[match.end():] if match else raw)
+            if rank is not None:
+                self.rank_log(rank).write(body)
         except OSError as exc:
             self.logging = False
             write_out(sys.stderr, f"dpo-launch: cannot write the logs in {self.logs_dir} ({exc.strerror or exc}); "

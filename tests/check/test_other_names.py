@@ -14,16 +14,7 @@ from launcher.check.other_names import LEGACY_KEYS, OTHER_NAMES
 from launcher.check.schemas import lf_properties, not_settable
 
 from support.cli import cli_env, run_main
-
-CONFIG = """\
-model_name_or_path: org/model
-stage: dpo
-do_train: true
-dataset: prefs
-output_dir: out
-report_to: tensorboard
-learning_rate: 5.0e-6
-"""
+from support.workspaces import CONFIG_ONLY
 
 
 def test_no_other_tools_name_is_a_llamafactory_key_and_every_suggestion_is_one():
@@ -61,7 +52,7 @@ def test_a_plain_typo_still_gets_the_closest_spelling():
 
 
 def test_validate_with_config_file_warns_that_llamafactory_cli_fails_and_gives_the_form_that_works(tmp_path):
-    (tmp_path / "my config.yaml").write_text(CONFIG)
+    (tmp_path / "my config.yaml").write_text(CONFIG_ONLY)
 
     result = run_main("validate", "--config_file", "my config.yaml", "pref_beta=0.2", "--no-data", cwd=tmp_path)
 
@@ -74,7 +65,7 @@ def test_validate_with_config_file_warns_that_llamafactory_cli_fails_and_gives_t
 
 
 def test_validate_with_the_config_as_first_argument_has_no_such_warning(tmp_path):
-    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "config.yaml").write_text(CONFIG_ONLY)
 
     result = run_main("validate", "config.yaml", "--no-data", cwd=tmp_path)
 
@@ -85,7 +76,7 @@ def test_validate_with_the_config_as_first_argument_has_no_such_warning(tmp_path
 @pytest.mark.subprocess
 def test_llamafactory_cli_itself_fails_on_config_file_as_the_warning_says(tmp_path):
     pytest.importorskip("llamafactory")
-    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "config.yaml").write_text(CONFIG_ONLY)
     cli = Path(sys.executable).with_name("llamafactory-cli")
 
     result = subprocess.run([str(cli), "train", "--config_file", "config.yaml"], cwd=tmp_path, capture_output=True,

@@ -10,20 +10,12 @@ import json
 import pytest
 
 from support.cli import run_main
+from support.workspaces import CONFIG_ONLY
 
-BASE = """\
-model_name_or_path: org/model
-stage: dpo
-do_train: true
-dataset: prefs
-output_dir: out
-report_to: tensorboard
-learning_rate: 5.0e-6
-"""
 HF = 'transformers stops with "'
 
 
-def errors(tmp_path, *overrides: str, config: str = BASE) -> list[str]:
+def errors(tmp_path, *overrides: str, config: str = CONFIG_ONLY) -> list[str]:
     (tmp_path / "config.yaml").write_text(config)
     result = run_main("validate", "config.yaml", *overrides, "--no-data", cwd=tmp_path)
     return [line for line in result.stdout.splitlines() if ": error[" in line]
@@ -106,7 +98,7 @@ def test_fa3_is_an_error_that_says_what_llamafactory_raises_and_what_to_use(tmp_
 
 
 def test_save_steps_zero_warns_that_no_checkpoint_is_ever_saved(tmp_path):
-    (tmp_path / "config.yaml").write_text(BASE + "save_steps: 0\n")
+    (tmp_path / "config.yaml").write_text(CONFIG_ONLY + "save_steps: 0\n")
 
     result = run_main("validate", "config.yaml", "--no-data", "--format", "json", cwd=tmp_path)
 
@@ -137,7 +129,7 @@ def _checkpoint(root, *files: str, folders: tuple[str, ...] = ()):
 def test_resume_from_checkpoint_must_be_a_checkpoint_the_trainer_can_load(tmp_path, files, folders, deepspeed,
                                                                           problem):
     _checkpoint(tmp_path / "out" / "checkpoint-8", *files, folders=folders)
-    config = BASE + "resume_from_checkpoint: out/checkpoint-8\n"
+    config = CONFIG_ONLY + "resume_from_checkpoint: out/checkpoint-8\n"
     if deepspeed:
         (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 2}}')
         config += "deepspeed: ds.json\n"

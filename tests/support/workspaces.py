@@ -5,6 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# A config read without its data (--no-data, or rules only): a hub model id, no dataset_info.json.
+CONFIG_ONLY = """\
+model_name_or_path: org/model
+stage: dpo
+do_train: true
+dataset: prefs
+output_dir: out
+report_to: tensorboard
+learning_rate: 5.0e-6
+"""
+
 # A Llama-shaped model (config.json only: plan never loads weights): hidden 64, intermediate 256, 2 layers,
 # 4 heads, 2 KV heads, vocab 1000, untied -> 251200 parameters (worked out in test_memory.py).
 MODEL = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
