@@ -50,6 +50,7 @@ class Tee:
         if self.logging:
             self._log(unmarked(raw), rank, unmarked(body))
         # once the logs cannot be written, the terminal is the only place left: it gets every line
+        shown: bytes | None
         if self.verbose or not self.logging:
             shown = unmarked(raw)
         elif rank is None:
