@@ -65,13 +65,29 @@ def parent_pid(proc_entry: Path) -> int | None:
     return int(fields[1]) if len(fields) > 1 else None
 
 
+def kill_main_thread(pid: int, signum: int) -> None:
+    """Signal the process's main thread only (tgkill(2); its thread id is the pid). A signal sent to the whole
+    process is handled by whichever thread runs first, and faulthandler's stack dump taken from another thread
+    while the main thread runs reads frames that are changing under it: we saw it cut short mid-line."""
+    tgkill = getattr(_libc(), "tgkill", None) if sys.platform.startswith("linux") else None
+    if tgkill is None or tgkill(pid, pid, signum) != 0:  # glibc < 2.30 (no tgkill), or the call failed
+        kill(pid, signum)
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 def become_subreaper() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):  # not fatal: torchrun still stops its ranks in the normal cases
         pass
 
 
-__all__ = ["become_subreaper", "descendants", "kill", "reap_orphans", "signal_group"]
+__all__ = ["become_subreaper", "descendants", "kill", "kill_main_thread", "reap_orphans", "signal_group"]

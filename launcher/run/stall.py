@@ -25,7 +25,7 @@ from pathlib import Path
 
 from launcher.layout import HEARTBEAT_DIR, alerts_file, run_dir
 from launcher.lifeline import DONE, TRAINING, Heartbeat, read_heartbeat, this_host
-from launcher.run.process_tree import descendants
+from launcher.run.process_tree import descendants, kill, kill_main_thread
 
 DEFAULT_STALL_SECONDS = 30 * 60.0
 STALL_RULE = "rank-stalled"
@@ -142,13 +142,12 @@ def _state_words(state: str | None) -> str:
 
 def dump_stacks(pids: list[int], logs: Path, wait: float = DUMP_WAIT_SECONDS) -> None:
     """SIGUSR1 makes each rank write every thread's Python stack into its log (faulthandler); SIGCONT lets a
-    stopped one do it. Waits until the rank logs stop growing, at most `wait` seconds."""
+    stopped one do it. SIGUSR1 goes to the main thread alone: the training loop is interrupted where it
+    stands, and its frames are not walked while it runs on. Waits until the rank logs stop growing, at most
+    `wait` seconds."""
     for pid in pids:
-        for signum in (signal.SIGUSR1, signal.SIGCONT):
-            try:
-                os.kill(pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill_main_thread(pid, signal.SIGUSR1)
+        kill(pid, signal.SIGCONT)
     deadline, sizes = time.monotonic() + wait, None
     while time.monotonic() < deadline:
         time.sleep(1.0)

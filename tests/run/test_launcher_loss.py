@@ -22,7 +22,7 @@ from test_train_faults import LONG_RUN, processes_mentioning, rank_pid, start_tr
 from launcher.commands.train import parse_duration
 from launcher.layout import complete_checkpoints
 from launcher.lifeline import TRAINING, Heartbeat, this_host, write_heartbeat
-from launcher.run.stall import StallWatch
+from launcher.run.stall import StallWatch, dump_stacks
 
 from support.cli import run_main
 from support.training import training_env
@@ -115,6 +115,43 @@ def test_a_stopped_rank_is_named_every_rank_dumps_its_stack_and_the_job_exits_5(
     assert (record["rule"], record["severity"], record["values"]["ranks"]) == ("rank-stalled", "error", [1])
     assert (status(out)["state"], status(out)["exit_code"]) == ("stalled", 5)
     assert processes_mentioning(str(tmp_path)) == []
+
+
+BUSY_THREADS = r"""
+import faulthandler, signal, sys, threading
+log = open(sys.argv[1], "a")
+faulthandler.register(signal.SIGUSR1, file=log, all_threads=True)
+def spin():
+    while True:
+        sum(range(1000))
+for _ in range(4):
+    threading.Thread(target=spin, daemon=True).start()
+print(threading.main_thread().ident, flush=True)
+spin()
+"""
+
+
+@pytest.mark.subprocess
+def test_a_stopped_ranks_stack_dump_is_taken_by_its_main_thread(tmp_path):
+    """A process-wide SIGUSR1 to a stopped process is handled by whichever thread runs first after SIGCONT, and a
+    dump taken from another thread walks the training loop's frames while they change: a full run's rank log once
+    ended mid-dump ('File '). Four busy threads besides the main one: without the thread-directed signal the main
+    thread takes all five dumps about once in 3000 tries."""
+    for attempt in range(5):
+        log = tmp_path / f"try-{attempt}" / "rank-0.log"
+        log.parent.mkdir()
+        child = subprocess.Popen([sys.executable, "-c", BUSY_THREADS, str(log)], stdout=subprocess.PIPE, text=True)
+        try:
+            main_thread = int(child.stdout.readline())
+            os.kill(child.pid, signal.SIGSTOP)
+            dump_stacks([child.pid], log.parent, wait=3.0)
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+        dump = log.read_text()
+        assert f"Current thread 0x{main_thread:016x} (most recent call first):" in dump, dump
+        assert dump.count("(most recent call first):") == 5 and dump.rstrip().endswith("in <module>"), dump
 
 
 @pytest.mark.subprocess
