@@ -210,6 +210,7 @@ def _pump(pipe: IO[bytes], tee: Tee, outcome: _Outcome) -> None:
     for raw in iter(pipe.readline, b""):
         tee.line(raw)
         _parse_failure(raw.decode("utf-8", "replace"), outcome)
+    tee.end_of_output()
     pipe.close()
 
 

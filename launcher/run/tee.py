@@ -4,6 +4,12 @@
 The logs get every line; the terminal only the lines a rank marked for it (launcher.rank_output: dpo-launch's
 own lines, warnings and errors) and torchrun's own lines, or every line with `--verbose`.
 
+torchrun relays each rank's output by tailing its log file (torch/distributed/elastic/multiprocessing/tail_log.py
+`tail_logfile`) and writes what it read, with the rank's prefix, whole lines or not: a progress bar (no newline)
+of one rank is then followed on the same line by the next line of another, `[rank0]:  3%|▎ | 1/30[rank1]: ...`.
+So a line is cut again at each rank prefix inside it, and each rank's pieces are put back together: its log gets
+its bytes in order, and the console decides on its whole lines (a rank's closing line went to rank 0 before).
+
 Neither a full disk nor a terminal that went away (a closed SSH session: writes fail with EIO or EPIPE) stops
 the job: the logs stop (and the terminal then shows every line), or the terminal output does, and the rest goes on.
 """
@@ -20,6 +26,10 @@ from typing import IO, Self
 from launcher.rank_output import shown_part, unmarked
 
 RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
+# torchrun's prefix after a rank's unfinished line; the space (launcher.plan.launch.RANK_PREFIX_TEMPLATE) sets it
+# apart from c10's own `[rank1]:[W...` at the start of a rank's warnings
+RANK_PREFIX_INSIDE = re.compile(rb"\[rank\d+\]: ")
+PENDING_BYTES = 64 << 10  # of a rank's unfinished line, what the console may still need (the bar's last state)
 TAIL_LINES = 15  # of a failed rank's last lines the console did not show, shown at its end
 
 
@@ -35,6 +45,7 @@ class Tee:
         # per rank, what it printed since the last line the console showed: a rank that dies outside the
         # worker's own handler (a C++ abort, an import error, a thread's traceback) says why only there
         self.unshown: dict[int, collections.deque[str]] = {}
+        self.pending: dict[int | None, bytes] = {}  # per rank, its unfinished line so far
 
     def __enter__(self) -> Self:
         # unbuffered, so what a killed launcher received is on disk; open for the whole run
@@ -46,9 +57,33 @@ class Tee:
             handle.close()
 
     def line(self, raw: bytes) -> None:
-        rank, prefix, body = self._split(raw)
-        if self.logging:
-            self._log(unmarked(raw), rank, unmarked(body))
+        """One line of the job's output as read from its pipe (a single process's own, or torchrun's relay)."""
+        pieces = self._pieces(raw) if self.distributed else [raw]
+        for at, piece in enumerate(pieces):
+            rank, prefix, body = self._split(piece)
+            if self.logging:  # the rank log gets its bytes as they come; launcher.log whole lines
+                finished = piece if at == len(pieces) - 1 else piece + b"\n"
+                self._log(unmarked(finished), rank, unmarked(body))
+            if at < len(pieces) - 1 or not body.endswith(b"\n"):
+                self.pending[rank] = (self.pending.get(rank, b"") + body)[-PENDING_BYTES:]
+            else:
+                self._whole_line(rank, prefix, self.pending.pop(rank, b"") + body)
+
+    def end_of_output(self) -> None:
+        """The pipe is at its end: what the ranks left unfinished is all they will say."""
+        for rank, body in list(self.pending.items()):
+            del self.pending[rank]
+            prefix = f"[rank{rank}]: ".encode() if rank is not None and self.distributed else b""
+            self._whole_line(rank, prefix, body if body.endswith(b"\n") else body + b"\n")
+
+    @staticmethod
+    def _pieces(raw: bytes) -> list[bytes]:
+        """The line cut before each rank prefix inside it."""
+        cuts = [match.start() for match in RANK_PREFIX_INSIDE.finditer(raw, 1)]
+        return [raw[start:end] for start, end in zip([0, *cuts], [*cuts, len(raw)], strict=True)] if cuts else [raw]
+
+    def _whole_line(self, rank: int | None, prefix: bytes, body: bytes) -> None:
+        raw = prefix + body
         # once the logs cannot be written, the terminal is the only place left: it gets every line
         shown: bytes | None
         if self.verbose or not self.logging:

@@ -111,6 +111,35 @@ def test_with_several_ranks_the_console_keeps_the_rank_prefix_and_torchruns_own_
     assert (tmp_path / "rank-1.log").read_text() == "[INFO|loader] loading\ndpo-launch worker: interrupted (rank 1)\n"
 
 
+def test_a_line_torchrun_appended_to_another_ranks_unfinished_one_goes_to_its_own_rank(tmp_path, capsys):
+    """torchrun relays what it read of each rank's file, whole lines or not: rank 0's progress bar (no newline yet)
+    was followed on one line by rank 1's closing line, which then went to rank 0 (seen in two of eight two-rank
+    runs on a loaded machine). c10's own `[rank1]:[W...` prefix (no space) is not a cut."""
+    tee = through_tee([f"[rank0]:   0%|   | 0/30 [00:00<?, ?it/s][rank1]: {MARK}dpo-launch worker: stopped (rank 1)\n",
+                       "[rank0]: \r  3%|▎  | 1/30\n", "[rank1]: [rank1]:[W1206 reducer.cpp] c10 says\n"],
+                      tmp_path, distributed=True)
+    assert capsys.readouterr().out == "[rank1]: dpo-launch worker: stopped (rank 1)\n"
+    assert (tmp_path / "rank-0.log").read_bytes().decode() == "  0%|   | 0/30 [00:00<?, ?it/s]\r  3%|▎  | 1/30\n"
+    assert (tmp_path / "rank-1.log").read_bytes().decode() == (
+        "dpo-launch worker: stopped (rank 1)\n[rank1]:[W1206 reducer.cpp] c10 says\n")
+    assert (tmp_path / "launcher.log").read_bytes().decode() == (
+        "[rank0]:   0%|   | 0/30 [00:00<?, ?it/s]\n[rank1]: dpo-launch worker: stopped (rank 1)\n"
+        "[rank0]: \r  3%|▎  | 1/30\n[rank1]: [rank1]:[W1206 reducer.cpp] c10 says\n")
+    assert tee.last_unshown(0) == ["  0%|   | 0/30 [00:00<?, ?it/s]\r  3%|▎  | 1/30"]
+    assert tee.last_unshown(1) == ["[rank1]:[W1206 reducer.cpp] c10 says"]
+
+
+def test_what_a_rank_left_unfinished_at_the_end_of_the_output_is_still_its_line(tmp_path, capsys):
+    tee = Tee(tmp_path, distributed=True)
+    with tee:
+        tee.line(b"[rank0]: \r 97%|#########7| 29/30[rank1]: " + MARK.encode() + b"dpo-launch worker: last words")
+        assert capsys.readouterr().out == ""
+        tee.end_of_output()
+    assert capsys.readouterr().out == "[rank1]: dpo-launch worker: last words\n"
+    assert (tmp_path / "rank-1.log").read_bytes().decode() == "dpo-launch worker: last words"
+    assert tee.last_unshown(0) == ["\r 97%|#########7| 29/30"]
+
+
 RANK = """
 import logging, os, sys, warnings
 from launcher.worker import console
