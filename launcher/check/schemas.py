@@ -3,14 +3,16 @@
 `$ref`s resolve against the local schema files only: the registry holds every file in the schema
 directory, under its file name and under its `$id` where it has one, and nothing is ever fetched.
 
-`is_valid` answers "valid?" for the keyword subset our config schemas use without importing jsonschema
-(about 0.1 s of imports, half the time budget of `validate` on a config); python-jsonschema runs only
-to explain a config that fails, or when a schema uses a keyword `is_valid` does not know.
+`is_valid` answers "valid?" for the keyword subset our config and dataset_info schemas use without importing
+jsonschema (about 0.1 s of imports, half the time budget of `validate` on a config); python-jsonschema runs
+only to explain a config or dataset_info.json that fails, or when a schema uses a keyword `is_valid` does not
+know.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -83,8 +85,8 @@ def not_settable() -> dict[str, str]:
     return load_schema(LF_SCHEMA).get("x-not-settable", {})
 
 
-# Keywords that never change the outcome of validation.
-ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "examples", "$comment"}
+# Keywords that never change the outcome of validation ($defs holds what a $ref may point to).
+ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "examples", "$comment", "$defs"}
 JSON_TYPES = {
     "null": lambda v: v is None,
     "boolean": lambda v: isinstance(v, bool),
@@ -100,12 +102,24 @@ class _Unsupported(Exception):
     """A keyword the fast path does not implement: let python-jsonschema decide."""
 
 
+# The schema files being checked against, innermost last: a "#/..." $ref points into the last one.
+_documents: list[dict] = []
+
+
 def is_valid(instance: Any, name: str = DPO_SCHEMA) -> bool:
     """True only when `instance` certainly validates against schema `name` (False: ask jsonschema)."""
     try:
-        return _valid(instance, load_schema(name))
+        return _in_document(instance, load_schema(name))
     except _Unsupported:
         return False
+
+
+def _in_document(instance: Any, document: dict) -> bool:
+    _documents.append(document)
+    try:
+        return _valid(instance, document)
+    finally:
+        _documents.pop()
 
 
 def _valid(instance: Any, schema: Any) -> bool:
@@ -154,9 +168,24 @@ def _if_then_else(condition: Any, instance: Any, schema: dict) -> bool:
 
 
 def _ref(ref: str, instance: Any, _) -> bool:
-    if "#" in ref or "/" in ref:  # only whole local files by name
+    if ref.startswith("#/"):  # a JSON pointer into the schema file being checked against
+        return _valid(instance, _pointed(_documents[-1], ref[2:]))
+    if "#" in ref or "/" in ref:  # else only whole local files by name
         raise _Unsupported(ref)
-    return _valid(instance, load_schema(ref))
+    return _in_document(instance, load_schema(ref))
+
+
+def _pointed(document: Any, pointer: str) -> Any:
+    """RFC 6901: '/'-separated tokens, '~1' for '/' and '~0' for '~' inside one."""
+    for token in pointer.split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(document, dict) and token in document:
+            document = document[token]
+        elif isinstance(document, list) and token.isdigit() and int(token) < len(document):
+            document = document[int(token)]
+        else:
+            raise _Unsupported(f"#/{pointer}")  # jsonschema says what is wrong with the schema
+    return document
 
 
 _KEYWORDS = {
@@ -180,4 +209,6 @@ _KEYWORDS = {
     "exclusiveMinimum": _numeric(lambda v, bound: not v <= bound),
     "exclusiveMaximum": _numeric(lambda v, bound: not v >= bound),
     "minLength": lambda bound, instance, _: not isinstance(instance, str) or len(instance) >= bound,
+    # python-jsonschema's own test: re.search, unanchored
+    "pattern": lambda pattern, instance, _: not isinstance(instance, str) or re.search(pattern, instance) is not None,
 }

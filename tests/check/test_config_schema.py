@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from launcher.check import schemas
+from launcher.check.data import dataset_info
 from launcher.check.config import load_config
 from launcher.lf.losses import PREF_LOSS_NAMES
 
@@ -151,3 +152,29 @@ def test_non_finite_numbers_are_range_errors():
         "<command line>: error[range]: pref_beta: expected a finite number but got .inf (write a number)",
         "<command line>: error[range]: learning_rate: expected a finite number but got .nan (write a number)",
     ]
+
+
+DATASET_INFOS = sorted(path for path in REPO.glob("**/dataset_info.json") if ".venv" not in path.parts)
+ENTRY_FIELDS = list(schemas.load_schema("dataset_info.schema.json")["$defs"]["entry"]["properties"])
+
+
+def dataset_info_errors(info: object) -> list[str]:
+    return [error.message for error in dataset_info.validator().iter_errors(info)]
+
+
+@pytest.mark.parametrize("path", DATASET_INFOS, ids=lambda path: str(path.relative_to(REPO)))
+def test_fast_path_agrees_with_jsonschema_on_every_dataset_info_in_the_repository(path):
+    info = json.loads(path.read_text(encoding="utf-8"))
+
+    assert schemas.is_valid(info, "dataset_info.schema.json") == (dataset_info_errors(info) == [])
+
+
+@pytest.mark.parametrize("value", [True, 1, 0.5, "x", "s3://bucket/a.jsonl", "http://a", None, [], ["x"], {},
+                                   {"prompt": "p"}, {"prompt": 1}, {"role_tag": "from"}, {"role_tag": None}])
+def test_fast_path_agrees_with_jsonschema_on_dataset_info_corner_cases(value):
+    """Every field of an entry with values of every JSON type (the `$ref`s into $defs, the cloud_file_name
+    pattern, the enums), and entries that are not objects."""
+    for info in [{"d": {"file_name": "a.json", field: value}} for field in ENTRY_FIELDS] + [{"d": value}, value]:
+        assert schemas.is_valid(info, "dataset_info.schema.json") == (dataset_info_errors(info) == []), info
+    assert DATASET_INFOS and any(schemas.is_valid(json.loads(path.read_text(encoding="utf-8")),
+                                                  "dataset_info.schema.json") for path in DATASET_INFOS)
