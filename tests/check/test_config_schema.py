@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from launcher.check import schemas
-from launcher.check.data import dataset_info
 from launcher.check.config import load_config
+from launcher.check.data import dataset_info
 from launcher.lf.losses import PREF_LOSS_NAMES
 
 from support.cli import CASES, REPO, cli_env
