@@ -12,7 +12,6 @@ link (a shared dataset_info.json linked into a dataset_dir stays shared).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,8 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
+    import tempfile  # here: `validate` imports this module and writes nothing; tempfile costs it ~5 ms
+
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # newline="": write the text's own line endings as given

@@ -12,9 +12,7 @@ import argparse
 import importlib
 import os
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import NoReturn
 
@@ -145,6 +143,8 @@ def _internal_error(argv: list[str]) -> dict:
     try:
         log = write_crash_log(argv)
     except OSError as exc:  # no writable temporary directory: the traceback goes to stderr instead
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
         print(f"{message}; the crash log could not be written ({exc}), the traceback is above", file=sys.stderr)
         return error_object(EXIT_INTERNAL, message)
@@ -166,6 +166,9 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argpars
 
 def write_crash_log(argv: list[str]) -> Path:
     """A new file for each crash (the time, then a random part: two crashes in one second keep both)."""
+    import tempfile  # here, as the traceback module: a crash is the only use, and both cost every run ~7 ms
+    import traceback
+
     fd, name = tempfile.mkstemp(prefix=f"dpo-launch-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(f"dpo-launch {__version__}\nargv: {argv!r}\n\n{traceback.format_exc()}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 
 import pytest
 
@@ -123,12 +124,17 @@ def test_cutting_the_file_at_any_line_start_merges_to_what_one_span_finds(data_f
         assert results(data_file, ck, parts) == expected, f"cut at byte {cut}"
 
 
+WORKER_WAYS = ["forks", "pool"]  # os.fork while this process has one thread, else a forkserver process pool
+
+
 @pytest.mark.subprocess
+@pytest.mark.parametrize("way", WORKER_WAYS)
 @pytest.mark.parametrize("jobs", [2, 3])
-def test_workers_report_what_one_process_reports(data_file, monkeypatch, jobs):
+def test_workers_report_what_one_process_reports(data_file, monkeypatch, jobs, way):
     one = checker()
     found, stats, tally = scan.scan_file(data_file, one, jobs=1)
     monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
+    monkeypatch.setattr(scan, "_in_workers", getattr(scan, f"_in_{way}"))
     spans = scan.line_spans(data_file, jobs)
     assert len(spans) == jobs
     content = data_file.path.read_bytes()
@@ -165,10 +171,12 @@ def dying_worker(job: tuple) -> None:
 
 
 @pytest.mark.subprocess
-def test_when_a_worker_dies_this_process_checks_the_file_itself_with_the_same_result(data_file, monkeypatch):
+@pytest.mark.parametrize("way", WORKER_WAYS)
+def test_when_a_worker_dies_this_process_checks_the_file_itself_with_the_same_result(data_file, monkeypatch, way):
     found, stats, _ = scan.scan_file(data_file, checker(), jobs=1)
     monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
     monkeypatch.setattr(scan, "_scan_span_job", dying_worker)
+    monkeypatch.setattr(scan, "_in_workers", getattr(scan, f"_in_{way}"))
     assert scan._in_workers(data_file, checker(), scan.line_spans(data_file, 2)) is None
     found_2, stats_2, _ = scan.scan_file(data_file, checker(), jobs=2)
     assert ([vars(d) for d in found_2], stats_2.as_dict()) == ([vars(d) for d in found], stats.as_dict())
@@ -193,3 +201,25 @@ def test_jobs_must_be_a_whole_number_of_one_or_more(tmp_path):
 
 def test_default_jobs_is_the_available_cores_within_the_bound():
     assert 1 <= scan.default_jobs() <= scan.MAX_JOBS
+
+
+@pytest.mark.subprocess
+def test_an_interrupt_while_forked_workers_run_kills_and_reaps_them(data_file, monkeypatch, tmp_path):
+    """Ctrl-C in this process's own span: the workers still checking theirs are not left behind."""
+    parent, seen = os.getpid(), tmp_path / "worker.pid"
+
+    def span_or_wait(*_args) -> None:
+        if os.getpid() != parent:  # a worker: say who it is, then take its time
+            seen.write_text(str(os.getpid()))
+            time.sleep(60)
+        deadline = time.monotonic() + 30
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
+    monkeypatch.setattr(scan, "scan_span", span_or_wait)
+    with pytest.raises(KeyboardInterrupt):
+        scan._in_forks(data_file, checker(), scan.line_spans(data_file, 2))
+    worker = int(seen.read_text())
+    assert not os.path.exists(f"/proc/{worker}"), "the worker was left running (or unreaped)"
