@@ -166,7 +166,7 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argpars
 
 def write_crash_log(argv: list[str]) -> Path:
     """A new file for each crash (the time, then a random part: two crashes in one second keep both)."""
-    import tempfile  # here, as the traceback module: a crash is the only use, and both cost every run ~7 ms
+    import tempfile  # imported here, as traceback: only a crash needs them, and at the top they cost every run ~7 ms
     import traceback
 
     fd, name = tempfile.mkstemp(prefix=f"dpo-launch-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")

@@ -171,7 +171,7 @@ def _in_workers(data_file: DataFile, checker: RecordChecker,
 def _in_forks(data_file: DataFile, checker: RecordChecker,
               spans: list[tuple[int, int]]) -> list[SpanFindings] | None:
     """Workers made with os.fork, each sending its findings back pickled through a pipe: a fork starts in a
-    millisecond with every import done, and this path imports nothing (a process pool cost about 40 ms of
+    millisecond with every import done, and this path imports only pickle (a process pool cost about 40 ms of
     imports and start-up, 7% of a 200,000-record check on 2 cores). Safe only while this process has one
     thread; a worker leaves with os._exit, so nothing of this process's (buffers, exit handlers) runs twice."""
     import pickle

@@ -35,14 +35,16 @@ def silently_sigmoid(ctx: RuleContext) -> Iterator[Diagnostic]:
     """LF calls trl's dpo_loss without loss_type, so trl >= 0.20 runs its default, sigmoid
     (docs/upstream-notes.md#silent-sigmoid)."""
     loss = _known_loss(ctx)
-    if ctx.stage == "dpo" and loss and LOSSES[loss].silently_sigmoid_under_llamafactory_cli and ctx.launching:
+    if ctx.stage != "dpo" or not loss or not LOSSES[loss].silently_sigmoid_under_llamafactory_cli:
+        return
+    if ctx.launching:
         yield ctx.note(
             "loss-silently-sigmoid",
             f"pref_loss: {shown(loss)}: `dpo-launch train` runs {loss} itself (it patches the loss LLaMA-Factory "
             "hands to trl, which `llamafactory-cli train` would silently run as sigmoid) and checks it on the first "
             "batch",
             "pref_loss")
-    elif ctx.stage == "dpo" and loss and LOSSES[loss].silently_sigmoid_under_llamafactory_cli:
+    else:
         yield ctx.warning(
             "loss-silently-sigmoid",
             f"pref_loss: {shown(loss)} silently trains the sigmoid loss under `llamafactory-cli train` with the "

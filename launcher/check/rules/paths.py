@@ -104,14 +104,13 @@ def paths_outside_working_tree(ctx: RuleContext) -> Iterator[Diagnostic]:
     command runs in, so the same config reads or writes somewhere else when run from another directory, a place
     the project does not contain. An absolute path says exactly where and is not flagged; neither is a path
     inside the tree (a symlink there that points outside was put there on purpose)."""
-    root = _real(ctx.cwd)
+    root, tree = _real(ctx.cwd), Path(os.path.normpath(ctx.cwd))
     for key in TREE_KEYS:
         for value in _tree_values(ctx, key):
             if value.startswith("~") or os.path.isabs(value) or not looks_local(value, ctx.cwd):
                 continue
-            lexical = Path(os.path.normpath(ctx.cwd / value))
-            if root and lexical != Path(os.path.normpath(ctx.cwd)) and Path(os.path.normpath(ctx.cwd)) \
-                    not in lexical.parents:
+            lexical = Path(os.path.normpath(ctx.cwd / value))  # `..` taken away by name, links not followed
+            if root and lexical != tree and tree not in lexical.parents:
                 verb = "writes to" if key == "output_dir" else "reads from"
                 yield ctx.warning("path-outside-working-tree",
                                   f"{key}: {shown(value)} is relative and climbs out of the working tree ({root}): "
