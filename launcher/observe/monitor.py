@@ -138,16 +138,11 @@ def plain_lines(state: RunState, update: Update) -> list[str]:
     lines = []
     for kind, steps in (("train", update.train_steps), ("eval", update.eval_steps)):
         for step in steps:
-            values = {label: _value_at(state, f"{kind}/{label}", step) for label in PLAIN_TAGS}
+            values = {label: state.value_at(f"{kind}/{label}", step) for label in PLAIN_TAGS}
             shown = " ".join(f"{label}={fmt(v)}" for label, v in values.items() if v is not None)
             lines.append(f"{'step' if kind == 'train' else 'eval at step'} {step}{total}: {shown}")
     lines += [f"alert: {alert_line(a)}" for a in update.alerts]
     return lines
-
-
-def _value_at(state: RunState, tag: str, step: int) -> float | None:
-    matches = [v for s, v, _ in state.series.get(tag, []) if s == step]
-    return matches[-1] if matches else None
 
 
 def follow(run_dir: Path | str, *, once: bool = False, interval: float = 1.0, console=None, live: bool | None = None,

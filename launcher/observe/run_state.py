@@ -166,6 +166,11 @@ class RunState:
         points = self.series.get(tag)
         return points[-1][1] if points else None
 
+    def value_at(self, tag: str, step: int) -> float | None:
+        """The tag's value logged at `step` (the last one, if logged twice), None if it was not."""
+        matches = [v for s, v, _ in self.series.get(tag, []) if s == step]
+        return matches[-1] if matches else None
+
     @property
     def step(self) -> int:
         points = self.series.get("train/loss") or self.series.get("train/learning_rate") or []

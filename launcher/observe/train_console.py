@@ -34,17 +34,12 @@ def step_line(state: RunState, step: int, kind: str = "train", rate: float | Non
     where = f"step {step}/{total}" if total else f"step {step}"
     parts = [where if kind == "train" else f"eval at {where}"]
     for label, suffix in STEP_METRICS:
-        value = value_at(state, f"{kind}/{suffix}", step)
+        value = state.value_at(f"{kind}/{suffix}", step)
         if value is not None:
             parts.append(f"{label} {fmt(value)}")
     if kind == "train" and total:
         parts.append(f"ETA {fmt_duration((total - step) / rate) if rate else '-'}")
     return " · ".join(parts)
-
-
-def value_at(state: RunState, tag: str, step: int) -> float | None:
-    matches = [value for at, value, _ in state.series.get(tag, []) if at == step]
-    return matches[-1] if matches else None
 
 
 def new_lines(state: RunState, update: Update) -> list[str]:
