@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from launcher.observe.run_end import read_end
+from launcher.observe.run_end import judge_end
 from launcher.observe.run_state import RunDirError, RunState, Update, find_logdir
+from launcher.run_status import read_status
 
 SPARK = "▁▂▃▄▅▆▇█"
 # (label, train tag, eval tag)
@@ -185,7 +186,7 @@ def _open_state(run_dir, wait: bool, interval: float, should_stop) -> RunState |
 def _ended_before_logging(run_dir) -> str | None:
     if not Path(run_dir).is_dir():
         return None
-    end = read_end(Path(run_dir), step=0, max_steps=None, loop_ended=False, alerts=[])
+    end = judge_end(read_status(run_dir), step=0, max_steps=None, loop_ended=False, alerts=[])
     return f"dpo-launch monitor: {run_dir}: no step was logged; the run ended: {end.summary}" if end else None
 
 

@@ -24,7 +24,6 @@ from launcher.run_status import (
     RUNNING,
     STOPPED_BY_ALERT,
     RunStatus,
-    read_status,
 )
 
 STOPPED_EARLY = "stopped-early"  # inferred only: the loop ended before max_steps, no status.json says why
@@ -67,9 +66,10 @@ def describe_alert_stop(alert: dict | None) -> str:
     return f"stopped by the {alert.get('rule')} alert at step {alert.get('step')}"
 
 
-def read_end(run_dir: Path, *, step: int, max_steps: int | None, loop_ended: bool, alerts: list[dict]) -> RunEnd | None:
-    """The run's end from status.json, else inferred from what it logged; None while it may still be going."""
-    status = read_status(run_dir)
+def judge_end(status: RunStatus | None, *, step: int, max_steps: int | None, loop_ended: bool,
+              alerts: list[dict]) -> RunEnd | None:
+    """The run's end from its status.json (`status`, read by the caller: launcher.run_status.read_status), else
+    inferred from what it logged; None while it may still be going."""
     if status is None:
         return _inferred(step, max_steps, loop_ended, alerts)
     if status.state == RUNNING:

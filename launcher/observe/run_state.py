@@ -16,7 +16,7 @@ from launcher.errors import UserError
 from launcher.layout import OWN_DIR
 from launcher.observe.alerts import AlertEngine
 from launcher.observe.events import EventReader, Scalar, Text
-from launcher.observe.run_end import RunEnd, alert_record, read_end
+from launcher.observe.run_end import RunEnd, alert_record, judge_end
 from launcher.run_status import read_status
 
 FINISHED_TAG = "train/train_runtime"  # HF logs it once, after the last step
@@ -100,9 +100,9 @@ class RunState:
         self.runtime = self.runtime or read_json(self.run_dir / OWN_DIR / "runtime.json") or {}
         update.alerts = self._new_alerts(final)
         self.alerts += update.alerts
-        self.end = read_end(self.run_dir, step=self.step, max_steps=self.max_steps, loop_ended=self.finished,
-                            alerts=self.alerts)
-        status = read_status(self.run_dir)
+        status = read_status(self.run_dir)  # once per poll: how the run ended and when this launch started
+        self.end = judge_end(status, step=self.step, max_steps=self.max_steps, loop_ended=self.finished,
+                             alerts=self.alerts)
         started = status.started_at if status else None
         self.launch_started_at = float(started) if isinstance(started, (int, float)) else None
         return update
