@@ -117,12 +117,12 @@ def test_report_skips_what_it_cannot_read_says_so_and_lists_it_in_report_md(tmp_
 def test_the_live_view_inside_train_keeps_drawing_past_a_bad_alert_line(tmp_path, capsys):
     from rich.console import Console
 
-    from launcher.observe.monitor import attach
+    from launcher.observe.train_console import LiveView
 
     run = write_run(tmp_path / "run", 5)
     write_alerts(run, ["{truncated", json.dumps(ALERT)])
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
-    handle = attach(run, console=console)
+    handle = LiveView(run, console=console)
     handle.stop()
     assert not handle._thread.is_alive()
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
@@ -131,13 +131,14 @@ def test_the_live_view_inside_train_keeps_drawing_past_a_bad_alert_line(tmp_path
 
 
 def test_anything_else_that_breaks_the_live_view_ends_the_view_not_the_run(tmp_path, capsys, monkeypatch):
-    from launcher.observe import monitor
+    from launcher.observe import train_console
 
     def broken(*args, **kwargs):
         raise ValueError("unexpected")
 
-    monkeypatch.setattr(monitor, "follow", broken)
-    handle = monitor.Attached(tmp_path)
+    write_run(tmp_path, 1)  # an event file: the view goes on to follow the run
+    monkeypatch.setattr(train_console, "follow", broken)
+    handle = train_console.LiveView(tmp_path)
     handle.stop()
     assert capsys.readouterr().err == ("dpo-launch: the live view stopped (ValueError: unexpected); training goes on, "
                                        "its output continues below\n")

@@ -185,27 +185,21 @@ def test_follow_mode_prints_steps_as_they_are_written_and_exits_when_the_run_fin
     assert rest.splitlines()[-1].startswith("step 4/4 (100%) · finished")
 
 
-def test_attached_live_view_draws_the_panel_until_stopped(tmp_path):
+def test_train_live_view_draws_the_panel_until_stopped(tmp_path):
     import io
     import re
 
     from rich.console import Console
 
-    from launcher.observe.monitor import attach
+    from launcher.observe.train_console import LiveView
 
     write_run(tmp_path / "run", 5)
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
-    handle = attach(tmp_path / "run", console=console)
+    handle = LiveView(tmp_path / "run", console=console)
     handle.stop()
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
     assert f"dpo-launch monitor: {tmp_path / 'run'}" in screen
     assert re.search(r"rewards/margins\s+0\.0500\s", screen)
-
-
-def test_attach_shows_nothing_when_stdout_is_not_a_terminal(tmp_path):
-    from launcher.observe.monitor import attach
-
-    assert attach(tmp_path) is None  # pytest captures stdout: not a terminal
 
 
 @pytest.mark.subprocess
