@@ -67,13 +67,18 @@ class StepLines:
         self.interval = interval
         self.state: RunState | None = None
         self._stop = threading.Event()
+        self._stopped = False
         self._read_earlier_launches()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="dpo-launch-steps", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """After the job ended: print the steps it logged last, then return."""
+        """After the job ended: print the steps it logged last, then return. Only the first call reads (train calls
+        it when the job is gone, before the closing message, and again on its way out)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         self._thread.join(timeout=30)
         self._print_new(final=True)

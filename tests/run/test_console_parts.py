@@ -205,6 +205,9 @@ def test_step_lines_print_what_the_run_logged_last_when_stopped(tmp_path, capsys
     lines.stop()
     assert [line.split(" · ")[0] for line in capsys.readouterr().out.splitlines()] == [
         "step 1/3", "step 2/3", "step 3/3"]
+    write_scalars(tmp_path / "tensorboard" / "events.out.tfevents.2.host", [("train/loss", 4, 0.6)])
+    lines.stop()  # train calls it again on its way out: the run was read to its end once, not again
+    assert capsys.readouterr().out == ""
 
 
 def test_after_a_resume_only_the_steps_of_this_launch_are_printed(tmp_path, capsys):
