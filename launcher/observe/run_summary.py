@@ -35,8 +35,8 @@ def summary_lines(output_dir: Path, resume_command: Sequence[str] | None = None)
     lines += _metric_lines(state)
     lines += _alert_lines(state)
     finished = status is not None and status.state == FINISHED
-    lines += _places(output_dir, finished)
     checkpoints = complete_checkpoints(output_dir)
+    lines += _places(output_dir, finished, checkpoints)
     if not finished and checkpoints and resume_command:
         lines.append(f"  resume:      {shlex.join(resume_command)}   (from {checkpoints[-1].name})")
     return lines
@@ -93,10 +93,9 @@ def _alert_lines(state: RunState | None) -> list[str]:
     return lines
 
 
-def _places(output_dir: Path, finished: bool) -> list[str]:
+def _places(output_dir: Path, finished: bool, checkpoints: list[Path]) -> list[str]:
     out = shlex.quote(str(output_dir))
     weights = weight_files(output_dir)
-    checkpoints = complete_checkpoints(output_dir)
     if finished and weights:
         model = f"{output_dir} ({', '.join(p.name for p in weights)})"
     elif checkpoints:
