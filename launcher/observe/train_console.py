@@ -108,8 +108,9 @@ class StepLines:
             except RunDirError:  # no event file yet
                 return
             except Exception as exc:  # noqa: BLE001 - the step lines must never stop the run they show
-                write_line(f"dpo-launch train: cannot read the run's event files any more ({type(exc).__name__}: "
-                           f"{exc}); training goes on, see TensorBoard")
+                write_line(f"dpo-launch train: cannot read the run in {self.output_dir} any more "
+                           f"({type(exc).__name__}: {exc}); training goes on without step lines: see dpo-launch "
+                           "monitor or TensorBoard")
                 self._stop.set()
                 return
             self.state.take_warnings()  # `report` names damaged files; the step lines just skip them

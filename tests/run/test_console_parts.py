@@ -210,6 +210,20 @@ def test_step_lines_print_what_the_run_logged_last_when_stopped(tmp_path, capsys
     assert capsys.readouterr().out == ""
 
 
+def test_step_lines_that_cannot_read_the_run_say_where_and_end_without_stopping_it(tmp_path, capsys, monkeypatch):
+    write_run(tmp_path, steps=2, max_steps=4)
+    lines = StepLines(tmp_path, interval=60)
+
+    def unreadable(self, final=False):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(RunState, "poll", unreadable)
+    lines.stop()
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"dpo-launch train: cannot read the run in {tmp_path} any more (PermissionError: [Errno 13] Permission "
+        "denied); training goes on without step lines: see dpo-launch monitor or TensorBoard")
+
+
 def test_after_a_resume_only_the_steps_of_this_launch_are_printed(tmp_path, capsys):
     write_run(tmp_path, steps=8, max_steps=20)  # the earlier launch, rewound to its checkpoint at step 8
     lines = StepLines(tmp_path, interval=60)
