@@ -45,7 +45,7 @@ class Tee:
         # per rank, what it printed since the last line the console showed: a rank that dies outside the
         # worker's own handler (a C++ abort, an import error, a thread's traceback) says why only there
         self.unshown: dict[int, collections.deque[str]] = {}
-        self.pending: dict[int | None, bytes] = {}  # per rank, its unfinished line so far
+        self.pending: dict[int | None, tuple[bytes, bytes]] = {}  # per rank, (its prefix, its unfinished line)
 
     def __enter__(self) -> Self:
         # unbuffered, so what a killed launcher received is on disk; open for the whole run
@@ -65,15 +65,14 @@ class Tee:
                 finished = piece if at == len(pieces) - 1 else piece + b"\n"
                 self._log(unmarked(finished), rank, unmarked(body))
             if at < len(pieces) - 1 or not body.endswith(b"\n"):
-                self.pending[rank] = (self.pending.get(rank, b"") + body)[-PENDING_BYTES:]
+                self.pending[rank] = (prefix, (self.pending.get(rank, (b"", b""))[1] + body)[-PENDING_BYTES:])
             else:
-                self._whole_line(rank, prefix, self.pending.pop(rank, b"") + body)
+                self._whole_line(rank, prefix, self.pending.pop(rank, (b"", b""))[1] + body)
 
     def end_of_output(self) -> None:
         """The pipe is at its end: what the ranks left unfinished is all they will say."""
-        for rank, body in list(self.pending.items()):
+        for rank, (prefix, body) in list(self.pending.items()):
             del self.pending[rank]
-            prefix = f"[rank{rank}]: ".encode() if rank is not None and self.distributed else b""
             self._whole_line(rank, prefix, body if body.endswith(b"\n") else body + b"\n")
 
     @staticmethod
