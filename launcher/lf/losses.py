@@ -77,6 +77,13 @@ def first_step_check(config: Mapping[str, Any]) -> FirstStepCheck:
     return FirstStepCheck(expected)
 
 
+def precomputable_reference(config: Mapping[str, Any]) -> bool:
+    """Whether `train --precompute-ref` applies: stage dpo with a loss that reads a reference (the cache stands in
+    for the reference of LF's CustomDPOTrainer only: launcher/worker/ref_cache.py). `train`, the worker and `plan`
+    all ask this."""
+    return config.get("stage") == "dpo" and resolve_loss(config).uses_reference
+
+
 def _has_extra_terms(config: Mapping[str, Any]) -> bool:
     """SFT, BCO and LD-DPO terms move the step-0 loss away from the closed form."""
     return (float(config.get("pref_ftx", 0.0) or 0.0) > 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.lf.deepspeed import ZeroSettings, zero_settings
+from launcher.lf.losses import precomputable_reference
 from launcher.lf.resolve import (
     ADAPTER_DISABLED,
     EXPLICIT,
@@ -69,7 +70,7 @@ def estimate_memory(config: Mapping[str, Any], reference: ReferenceResolution, w
     totals = tuple((choice.label, _estimate(config, policy, reference, ref_size, world_size, choice).total_gib)
                    for choice in ZERO_CHOICES)
     precomputed = None
-    if reference.kind in (EXPLICIT, FROZEN_COPY, ADAPTER_DISABLED):
+    if precomputable_reference(config) and reference.kind in (EXPLICIT, FROZEN_COPY, ADAPTER_DISABLED):
         cached = replace(reference, kind=NONE)  # cached log-probs: no reference weights, no reference forward
         precomputed = _estimate(config, policy, cached, ref_size, world_size, zero).total_gib
     return replace(estimate, by_zero_stage=totals, precomputed_ref_gib=precomputed)

@@ -14,14 +14,14 @@ from typing import Any
 
 from launcher.errors import UsageError
 from launcher.layout import PRECOMPUTE_REF_ENV, default_ref_cache
-from launcher.lf.losses import resolve_loss
+from launcher.lf.losses import precomputable_reference, resolve_loss
 
 
 def cache_root(values: Mapping[str, Any], cwd: Path, cache_dir: str | None) -> Path:
     """The absolute cache root for this run; UsageError for a run without a reference model."""
-    loss = resolve_loss(values)
-    if values.get("stage") != "dpo" or not loss.uses_reference:
-        what = f"pref_loss {loss.name}" if values.get("stage") == "dpo" else f"stage {values.get('stage')}"
+    if not precomputable_reference(values):
+        stage = values.get("stage")
+        what = f"pref_loss {resolve_loss(values).name}" if stage == "dpo" else f"stage {stage}"
         raise UsageError(f"--precompute-ref: this run ({what}) uses no reference model, so there is nothing to "
                          "precompute; drop the flag")
     if cache_dir is not None:

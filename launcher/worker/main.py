@@ -26,7 +26,7 @@ from typing import Any
 
 from launcher.errors import EXIT_ALERT_STOP
 from launcher.layout import logs_dir, tensorboard_dir
-from launcher.lf.losses import PREF_LOSS_NAMES, resolve_loss
+from launcher.lf.losses import PREF_LOSS_NAMES, precomputable_reference, resolve_loss
 from launcher.versions import package_versions
 from launcher.worker import console, loss_patch, ref_cache, selftest, upstream_fixes
 from launcher.worker.graceful_stop import StopRequest, make_callback
@@ -100,7 +100,7 @@ def train(cfg: dict[str, Any], stop: StopRequest, lifeline: Lifeline) -> None:
     selftest.install_probe(selftest.FirstBatchProbe(cfg))
     announce_loss(cfg, patched)
     cache_root = ref_cache.cache_root_from_env()
-    if cache_root is not None and resolve_loss(cfg).uses_reference and cfg.get("stage") == "dpo":
+    if cache_root is not None and precomputable_reference(cfg):
         ref_cache.install(ref_cache.prepare(cfg, cache_root, rank()))
     from llamafactory.train.tuner import run_exp
 

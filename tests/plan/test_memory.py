@@ -176,3 +176,9 @@ def test_precomputed_reference_drops_the_reference_weights_and_its_forward(works
 def test_precomputed_reference_total_is_absent_for_a_reference_free_loss(workspace):
     _, estimate = bytes_by_term(config(pref_loss="simpo"), workspace)
     assert estimate.precomputed_ref_gib is None
+
+
+def test_precomputed_reference_total_is_absent_for_kto_which_train_refuses_it_for(workspace):
+    # KTO builds a reference, but `train --precompute-ref` refuses stage kto (launcher.run.ref_cache)
+    _, estimate = bytes_by_term(config(stage="kto"), workspace)
+    assert estimate.precomputed_ref_gib is None
