@@ -25,10 +25,10 @@ from launcher.commands.arguments import (
 )
 from launcher.errors import EXIT_OK, EXIT_USER_ERROR
 from launcher.plan.build import build_plan
-from launcher.plan.gpus import detect_gpus, gpu_memory
+from launcher.plan.gpus import gpu_memory
 from launcher.plan.render import render_plan
-from launcher.plan.topology import planned_topology, visible_gpus
-from launcher.run.preflight import Machine
+from launcher.plan.topology import planned_topology
+from launcher.run.preflight import detect_machine
 from launcher.run.readiness import train_refusals
 
 
@@ -48,10 +48,9 @@ def run(config: str | None, overrides: list[str], config_file: str | None = None
         check_data: bool = True, gpu_memory_flag: str | None = None, **launch_flags: Any) -> int:
     config_path, overrides = pop_config_path(config, overrides, config_file)
     cwd, env = Path.cwd(), dict(os.environ)
-    gpus = visible_gpus(env)
-    machine = Machine(gpus, (detect_gpus(env) or None) if gpus else [])  # as launcher.run.preflight.detect_machine
+    machine = detect_machine(env)  # what `train` sees (launcher.run.train), for its refusals below
     memory = gpu_memory(gpu_memory_flag, machine.details)
-    topology = planned_topology(launch_flags, env, gpus)
+    topology = planned_topology(launch_flags, env, machine.gpus)
     result = validate(config_path, overrides, check_data=check_data, cwd=cwd, launching=True)
     if not result.ok:
         if format == "json":

@@ -127,7 +127,7 @@ def test_plan_without_gpus_or_gpu_memory_makes_no_claim_about_fitting(offline):
 
 
 def test_plan_uses_the_smallest_detected_gpu_when_no_size_is_given(offline, monkeypatch):
-    monkeypatch.setattr("launcher.commands.plan.visible_gpus", lambda env: 2)
+    monkeypatch.setattr("launcher.run.preflight.visible_gpus", lambda env: 2)
     monkeypatch.setattr("launcher.plan.gpus.nvidia_smi_output",
                         lambda: "0, GPU-a, NVIDIA A100-SXM4-80GB, 8.0, 81920\n1, GPU-b, NVIDIA A10G, 8.6, 23028\n")
 
