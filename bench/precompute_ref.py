@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -75,15 +76,8 @@ def parameters(model: Path) -> int:
     for file in model.glob("*.safetensors"):
         with safe_open(str(file), "np") as handle:
             for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                total += _count(handle.get_slice(name).get_shape())
+                total += math.prod(handle.get_slice(name).get_shape())
     return total
-
-
-def _count(shape: list[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 def workspace(root: Path, model: Path, pairs: int, cutoff_len: int, batch: int, epochs: int) -> Path:
