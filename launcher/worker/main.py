@@ -101,7 +101,7 @@ def train(cfg: dict[str, Any], stop: StopRequest, lifeline: Lifeline) -> None:
     announce_loss(cfg, patched)
     cache_root = ref_cache.cache_root_from_env()
     if cache_root is not None and precomputable_reference(cfg):
-        ref_cache.install(ref_cache.prepare(cfg, cache_root, rank()))
+        ref_cache.install(*ref_cache.prepare(cfg, cache_root, rank()))
     from llamafactory.train.tuner import run_exp
 
     callbacks = [*make_callbacks(cfg.get("output_dir")), *heartbeat_callbacks(lifeline), make_callback(stop)]

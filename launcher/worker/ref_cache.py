@@ -315,25 +315,31 @@ def compute_values(parsed, rank: int, world: int) -> dict[str, list[float]]:
     return values
 
 
-def prepare(cfg: Mapping[str, Any], root: Path, rank: int) -> Path:
-    """Make sure `<root>/<key>/ref_logps.json` exists for this run (computing it when missing) and return it.
-    Called on every rank before training; rank 0 decides and announces, every rank computes its share."""
+def prepare(cfg: Mapping[str, Any], root: Path, rank: int) -> tuple[Path, dict[str, list[float]]]:
+    """Make sure `<root>/<key>/ref_logps.json` exists for this run (computing it when missing); return it and its
+    values. Called on every rank before training; rank 0 alone reads the model and data files for the key (the
+    other ranks take its key, so that they write their shares where it merges them) and decides; every rank computes
+    its share of a missing cache."""
     from llamafactory.hparams import get_train_args
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     parsed = get_train_args(dict(cfg))
     device_type = parsed[2].device.type  # also joins the process group under torchrun (TrainingArguments)
-    components = key_components(cfg, device_type)
-    key = cache_key(components)
+    components: dict[str, Any] = {}
+    decision = None
+    if rank == 0:
+        components = key_components(cfg, device_type)
+        key = cache_key(components)
+        decision = (key, (root / key / VALUES_FILE).is_file())
+    key, hit = _decide_on_rank0(decision)
     entry = root / key
     values_file = entry / VALUES_FILE
-    hit = _decide_on_rank0(values_file.is_file() if rank == 0 else None)
     if hit:
+        values = load_values(values_file)
         if rank == 0:
-            pairs = len(load_values(values_file))
-            console.say(f"{PREFIX}: cache hit {entry} ({pairs} pairs); skipping the pass, no reference model "
+            console.say(f"{PREFIX}: cache hit {entry} ({len(values)} pairs); skipping the pass, no reference model "
                         "is built for training")
-        return values_file
+        return values_file, values
     if rank == 0:
         console.say(f"{PREFIX}: computing them ({miss_reason(root, key, components)}); cache {entry}")
     started = time.monotonic()
@@ -342,8 +348,8 @@ def prepare(cfg: Mapping[str, Any], root: Path, rank: int) -> Path:
     parts.mkdir(parents=True, exist_ok=True)
     write_text_atomic(parts / f"rank-{rank}.json", json.dumps(share))
     _barrier()
+    merged: dict[str, list[float]] = {}
     if rank == 0:
-        merged: dict[str, list[float]] = {}
         for part in range(world):
             merged.update(json.loads((parts / f"rank-{part}.json").read_text(encoding="utf-8")))
         write_text_atomic(entry / MANIFEST_FILE, json.dumps({"key": key, "components": components}, indent=1,
@@ -354,7 +360,7 @@ def prepare(cfg: Mapping[str, Any], root: Path, rank: int) -> Path:
                     f"rank(s); saved {values_file}")
     _barrier()
     _release_memory()
-    return values_file
+    return values_file, merged if rank == 0 else load_values(values_file)
 
 
 def _release_memory() -> None:
@@ -367,14 +373,12 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def install(values_file: Path) -> None:
+def install(values_file: Path, values: Mapping[str, list[float]]) -> None:
     """Training reads the cache: LF's DPO workflow builds no reference model, and the trainer's reference
-    log-probs come from `values_file`."""
+    log-probs are `values`, as `prepare` read them from `values_file`."""
     import torch
     from llamafactory.train.dpo import workflow
     from llamafactory.train.dpo.trainer import CustomDPOTrainer
-
-    values = load_values(values_file)
 
     def no_reference_model(*args, **kwargs):
         return None
