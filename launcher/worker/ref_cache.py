@@ -194,7 +194,7 @@ def pair_keys(batch: Mapping[str, Any]) -> list[str]:
         digest = hashlib.blake2b(digest_size=16)
         for row in (i, i + half):
             keep = mask[row].bool() if mask is not None and mask.dim() == 2 else slice(None)
-            digest.update(input_ids[row][keep].detach().cpu().to(dtype=input_ids.dtype).numpy().tobytes())
+            digest.update(input_ids[row][keep].detach().cpu().numpy().tobytes())
             digest.update(b"|")
             digest.update(labels[row][keep].detach().cpu().numpy().tobytes())
             digest.update(b"#")
