@@ -29,7 +29,8 @@ from launcher.errors import UsageError, UserError
 from launcher.evaluate.models import ModelSpec
 from launcher.evaluate.process import WorkerJob, run_workers
 from launcher.evaluate.progress import Progress
-from launcher.evaluate.prompts import Prompt, file_sha256
+from launcher.evaluate.prompts import Prompt
+from launcher.fingerprint import file_sha256
 from launcher.plan.topology import visible_gpus
 
 BACKENDS = ("auto", "huggingface", "vllm")

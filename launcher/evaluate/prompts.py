@@ -18,7 +18,6 @@ array (AlpacaEval's `alpaca_eval.json`) and JSON Lines are both read. Problems a
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,10 +153,3 @@ def _text(value: object, where: str) -> str | None:
         return value
     raise PromptError(f"{where} must be a string, got {type(value).__name__}")
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

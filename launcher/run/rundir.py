@@ -9,7 +9,6 @@ No heavy imports: package versions come from installed metadata.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ import yaml
 
 from launcher.atomic import atomic_write
 from launcher.errors import UserError
+from launcher.fingerprint import file_sha256
 from launcher.layout import (
     LAUNCHES_FILE,
     PLAN_FILE,
@@ -210,11 +210,8 @@ def dataset_fingerprints(data_summary: Mapping[str, Any], cwd: Path) -> dict[str
 
 
 def _fingerprint_file(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        sha256 = file_sha256(path)
     except OSError as exc:
         return {"path": str(path), "error": exc.strerror or str(exc)}
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256}

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.atomic import write_text_atomic
+from launcher.fingerprint import file_sha256
 from launcher.layout import PRECOMPUTE_REF_ENV
 from launcher.versions import installed_version
 from launcher.worker import console
@@ -84,14 +85,6 @@ def model_identity(name: str | None) -> Any:
     return {"hub": name}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset_fingerprints(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Every dataset the run reads (dataset and eval_dataset): its dataset_info.json entry and, for local files,
     the sha256 of their content."""
@@ -108,9 +101,9 @@ def dataset_fingerprints(cfg: Mapping[str, Any]) -> dict[str, Any]:
             files: dict[str, str] = {}
             local = dataset_dir / str(entry.get("file_name", ""))
             if entry.get("file_name") and local.is_file():
-                files[local.name] = _sha256(local)
+                files[local.name] = file_sha256(local)
             elif entry.get("file_name") and local.is_dir():
-                files = {p.name: _sha256(p) for p in sorted(local.iterdir()) if p.is_file()}
+                files = {p.name: file_sha256(p) for p in sorted(local.iterdir()) if p.is_file()}
             fingerprints[name] = {"entry": entry, "files": files}
     return fingerprints
 

@@ -1,11 +1,11 @@
 """The package's shape, read from the source: imports point down the pipeline and never go round in a circle.
 
 Every `import` of a `launcher` module counts, at module level or inside a function. The layers, lowest first:
-the shared vocabulary (errors, layout, versions, atomic writes, run status, the launcher-rank lifeline, which
-rank output the console shows), `lf/` (what LLaMA-Factory makes of a config), `check/` (validate), `plan/`, then
-the stages that use a plan or a run directory (`observe/`, `stats/`, `convert/`), the run itself (`run/` in the
-launcher, `worker/` inside each rank), what comes after a run (`evaluate/`: generate, judge, eval, loop),
-`commands/`, and `cli`.
+the shared vocabulary (errors, layout, versions, atomic writes, file fingerprints, run status, the launcher-rank
+lifeline, which rank output the console shows), `lf/` (what LLaMA-Factory makes of a config), `check/`
+(validate), `plan/`, then the stages that use a plan or a run directory (`observe/`, `stats/`, `convert/`), the
+run itself (`run/` in the launcher, `worker/` inside each rank), what comes after a run (`evaluate/`: generate,
+judge, eval, loop), `commands/`, and `cli`.
 A module imports from its own stage or a lower one.
 """
 
@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "launcher"
 LAYERS = (
-    ("launcher", "launcher.errors", "launcher.layout", "launcher.versions", "launcher.atomic",
+    ("launcher", "launcher.errors", "launcher.layout", "launcher.versions", "launcher.atomic", "launcher.fingerprint",
      "launcher.run_status", "launcher.lifeline", "launcher.rank_output"),
     ("launcher.lf",),
     ("launcher.check",),
