@@ -70,13 +70,20 @@ class JsonLines:
     `span`: (start, end) byte offsets at line starts (scan.line_spans): only those lines are read, and `index`
     and `line` count from the span's start (0 and 1 for its first line) as if it were a file of its own; the
     BOM is looked for at offset 0 only. After the iteration, `lines` is the number of lines read, blank ones
-    included, so the lines of the next span can be numbered on from it."""
+    included, so the lines of the next span can be numbered on from it, and `records` the record indexes used.
 
-    def __init__(self, path: Path, span: tuple[int, int] | None = None):
-        self.path, self.span, self.lines = path, span, 0
+    `fast_keys`: a record checker's fast path (records.RecordChecker.fast_keys). A record it calls clean, on a
+    line with no more ':' than the keys it counted, is skipped (its index is used, nothing is yielded): such a
+    line provably writes no key twice (json_keys.may_repeat_a_key), and nearly every line of a file is one. The
+    test is made here rather than by the caller because handing each record out of this loop cost as much as
+    the test itself (bench/validate_speed.py)."""
+
+    def __init__(self, path: Path, span: tuple[int, int] | None = None, fast_keys=None):
+        self.path, self.span, self.fast_keys = path, span, fast_keys
+        self.lines = self.records = 0
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes, object]]:
-        loads, limit = orjson.loads, MAX_RECORD_BYTES
+        loads, limit, fast_keys = orjson.loads, MAX_RECORD_BYTES, self.fast_keys
         step = min(CHUNK, limit + 1)
         start, end = self.span if self.span is not None else (0, -1)
         left = end - start if self.span is not None else -1  # bytes of the span to read; -1 never counts to 0
@@ -100,6 +107,7 @@ class JsonLines:
                             yield index, line, raw, SyntaxProblem(
                                 f"record larger than {_size(limit)} (the most dpo-launch reads); a line this long "
                                 "is not one training example", line, fatal=True)
+                            index += 1
                             return
                         left -= len(whole) - len(raw)
                         raw = whole
@@ -111,10 +119,16 @@ class JsonLines:
                         if not raw.strip():
                             continue  # blank lines are skipped by the JSON Lines reader
                         value = _parse_slowly(raw, line, exc, first_line=line == 1 and start == 0)
+                    else:
+                        if fast_keys is not None and type(value) is dict:
+                            keys = fast_keys(value)
+                            if keys and raw.count(b":") <= keys:
+                                index += 1
+                                continue
                     yield index, line, raw, value
                     index += 1
         finally:
-            self.lines = line
+            self.lines, self.records = line, index
 
 
 def duplicate_key_problem(raw: bytes, line: int | None) -> SyntaxProblem | None:
