@@ -2,9 +2,10 @@
 
 Real LLaMA-Factory training of the tiny model on CPU in fp32: each configuration trains once without the cache and
 once with it, and every step's loss, gradient norm and rewards, and the trained weights (every parameter: with SGD
-at learning rate 1 they are the sum of every step's gradients) agree to 1e-6 (the pass batches pairs differently from the training sampler, so the reference's
-sums can differ in the last float32 bits, ~1e-7 here). Each of sigmoid, ipo, hinge and kto_pair runs with full
-fine-tuning and LoRA in one process, and on two ranks (plain data parallel, ZeRO-2 or ZeRO-3).
+at learning rate 1 they are the sum of every step's gradients) agree to 1e-6 (the pass batches pairs differently
+from the training sampler, so the reference's sums can differ in the last float32 bits, ~1e-7 here). Each of
+sigmoid, ipo, hinge and kto_pair runs with full fine-tuning and LoRA in one process, and on two ranks (plain data
+parallel, ZeRO-2 or ZeRO-3).
 """
 
 from __future__ import annotations
