@@ -21,7 +21,9 @@ parse; higher is faster), the peak RSS of each (wait4: the largest process of it
 config-only time over `python -c pass`, and whether every defect was found and every job count reported the
 same diagnostics (exit 1 if not). On a machine others share, wall clock varies with their load: the CPU time
 of each process tree (`median_cpu_s`, from wait4) varies less, and `ratio_to_orjson_cpu` is the one-job ratio
-from it. --repo times another checkout (one from before --jobs: one process only).
+from it; `paired_ratio_to_orjson` is the median of each repeat's own ratio (its orjson run against the validate
+runs a second later), which a load that comes and goes between repeats moves less. --repo times another
+checkout (one from before --jobs: one process only).
 Speed figures are this machine's; only the ratios mean something elsewhere.
 """
 
@@ -186,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
               "ratio_to_orjson": {name: round(median["orjson"] / median[name], 3) for name in checked},
               "ratio_to_orjson_1mib": {name: round(median["orjson_1mib"] / median[name], 3) for name in checked},
               "ratio_to_orjson_cpu": round(median_cpu["orjson"] / median_cpu["jobs_1"], 3),
+              # each repeat's orjson run against the validate runs right after it: what the machine's load did
+              # between repeats cancels out (the ratio of medians above compares runs minutes apart)
+              "paired_ratio_to_orjson": {name: round(statistics.median(
+                  base / value for base, value in zip(seconds["orjson"], seconds[name], strict=True)), 3)
+                  for name in checked},
               "peak_rss_mb": {name: round(value, 1) for name, value in peak.items()},
               "median_s": {name: round(value, 3) for name, value in median.items()},
               "median_cpu_s": {name: round(value, 3) for name, value in median_cpu.items()},

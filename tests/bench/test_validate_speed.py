@@ -31,6 +31,9 @@ def test_it_reports_speed_ratios_and_peak_memory_for_1_and_n_jobs_and_finds_ever
     median = report["median_s"]
     for name, ratio in report["ratio_to_orjson"].items():
         assert ratio == pytest.approx(median["orjson"] / median[name], abs=0.01 + 0.05 * ratio)  # rounded figures
+        # one repeat: its own ratio is the ratio of the medians
+        assert report["paired_ratio_to_orjson"][name] == pytest.approx(median["orjson"] / median[name],
+                                                                       abs=0.01 + 0.05 * ratio)
         floor = report["ratio_to_orjson_1mib"][name]
         assert floor == pytest.approx(median["orjson_1mib"] / median[name], abs=0.01 + 0.05 * floor)
     assert all(value > 0 for value in report["peak_rss_mb"].values())
