@@ -177,9 +177,36 @@ def test_when_a_worker_dies_this_process_checks_the_file_itself_with_the_same_re
     monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
     monkeypatch.setattr(scan, "_scan_span_job", dying_worker)
     monkeypatch.setattr(scan, "_in_workers", getattr(scan, f"_in_{way}"))
-    assert scan._in_workers(data_file, checker(), scan.line_spans(data_file, 2)) is None
+    assert scan._in_workers(data_file, checker(), scan.line_spans(data_file, 2), 2) is None
     found_2, stats_2, _ = scan.scan_file(data_file, checker(), jobs=2)
     assert ([vars(d) for d in found_2], stats_2.as_dict()) == ([vars(d) for d in found], stats.as_dict())
+
+
+@pytest.mark.subprocess
+def test_each_process_takes_the_next_span_so_a_slowed_worker_checks_fewer_and_the_result_is_the_same(
+        data_file, monkeypatch, tmp_path):
+    found, stats, _ = scan.scan_file(data_file, checker(), jobs=1)
+    parent, taken = os.getpid(), tmp_path / "taken"
+    check_span = scan.scan_span
+
+    def slowed_in_workers(data_file, checker, span=None):
+        # a worker whose core another program shares; this process slowed a little too, so that the worker has
+        # started before this one has taken every span
+        time.sleep(0.2 if os.getpid() != parent else 0.02)
+        with open(taken, "a", encoding="utf-8") as log:  # one short append per span: whole lines
+            log.write(f"{os.getpid()} {span[0]}\n")
+        return check_span(data_file, checker, span)
+
+    monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
+    monkeypatch.setattr(scan, "scan_span", slowed_in_workers)
+    found_2, stats_2, _ = scan.scan_file(data_file, checker(), jobs=2)
+    assert ([vars(d) for d in found_2], stats_2.as_dict()) == ([vars(d) for d in found], stats.as_dict())
+    spans = scan.line_spans(data_file, 2 * scan.SPANS_PER_JOB)
+    assert len(spans) == 2 * scan.SPANS_PER_JOB
+    takers = [line.split() for line in taken.read_text(encoding="utf-8").splitlines()]
+    assert sorted(int(start) for _, start in takers) == [start for start, _ in spans]  # each span once
+    by_parent = sum(pid == str(parent) for pid, _ in takers)
+    assert by_parent > len(spans) - by_parent >= 1, takers
 
 
 def test_a_small_file_is_not_split(data_file):
@@ -220,6 +247,6 @@ def test_an_interrupt_while_forked_workers_run_kills_and_reaps_them(data_file, m
     monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
     monkeypatch.setattr(scan, "scan_span", span_or_wait)
     with pytest.raises(KeyboardInterrupt):
-        scan._in_forks(data_file, checker(), scan.line_spans(data_file, 2))
+        scan._in_forks(data_file, checker(), scan.line_spans(data_file, 2), 2)
     worker = int(seen.read_text())
     assert not os.path.exists(f"/proc/{worker}"), "the worker was left running (or unreaped)"
