@@ -130,18 +130,25 @@ WORKER_WAYS = ["forks", "pool"]  # os.fork while this process has one thread, el
 @pytest.mark.subprocess
 @pytest.mark.parametrize("way", WORKER_WAYS)
 @pytest.mark.parametrize("jobs", [2, 3])
-def test_workers_report_what_one_process_reports(data_file, monkeypatch, jobs, way):
+def test_workers_report_what_one_process_reports(data_file, monkeypatch, tmp_path, jobs, way):
     one = checker()
     found, stats, tally = scan.scan_file(data_file, one, jobs=1)
     monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
     monkeypatch.setattr(scan, "_in_workers", getattr(scan, f"_in_{way}"))
-    spans = scan.line_spans(data_file, jobs)
-    assert len(spans) == jobs
+    spans = scan.line_spans(data_file, jobs * scan.SPANS_PER_JOB)
+    size = data_file.path.stat().st_size
+    assert len(spans) == min(jobs * scan.SPANS_PER_JOB, size // 256) > jobs
     content = data_file.path.read_bytes()
-    nominal = [data_file.path.stat().st_size * k // jobs for k in range(1, jobs)]
+    nominal = [size * k // len(spans) for k in range(1, len(spans))]
     assert any(content[n - 1:n] != b"\n" for n in nominal), "a cut falls inside a record and moves to its end"
+    parent, taken = os.getpid(), tmp_path / "taken"
+    if way == "forks":  # (a pool's workers import this module afresh: there, this process checks no span)
+        monkeypatch.setattr(scan, "scan_span", taking_slowly(parent, taken, parent_delay=0.01, worker_delay=0))
     many = checker()
     found_n, stats_n, tally_n = scan.scan_file(data_file, many, jobs=jobs)
+    if way == "forks":  # the workers did check spans, so their findings were merged
+        takers = [pid for pid, _ in (line.split() for line in taken.read_text(encoding="utf-8").splitlines())]
+        assert len(takers) == len(spans) and set(takers) - {str(parent)}
     assert [vars(d) for d in found_n] == [vars(d) for d in found]
     assert stats_n.as_dict() == stats.as_dict()
     assert {k: vars(v) for k, v in tally_n.shapes.items()} == {k: vars(v) for k, v in tally.shapes.items()}
@@ -166,17 +173,46 @@ def test_validate_gives_the_same_diagnostics_for_jobs_1_2_and_3(tmp_path, monkey
     assert len([d for d in reports[1]["diagnostics"] if d["severity"] == "error"]) > 100
 
 
+def taking_slowly(parent: int, taken, parent_delay: float, worker_delay: float):
+    """scan.scan_span, logging which process took which span, and slowed: in a worker as if another program
+    shared its core, in this process so that the workers have started before it has taken every span."""
+    check_span = scan.scan_span
+
+    def check(data_file, checker, span=None):
+        time.sleep(worker_delay if os.getpid() != parent else parent_delay)
+        with open(taken, "a", encoding="utf-8") as log:  # one short append per span: whole lines
+            log.write(f"{os.getpid()} {span[0] if span else None}\n")
+        return check_span(data_file, checker, span)
+
+    return check
+
+
 def dying_worker(job: tuple) -> None:
+    if started := os.environ.get("TEST_DYING_WORKER_STARTED"):
+        open(started, "w").close()
     os._exit(1)  # as a worker the kernel killed for memory
 
 
 @pytest.mark.subprocess
 @pytest.mark.parametrize("way", WORKER_WAYS)
-def test_when_a_worker_dies_this_process_checks_the_file_itself_with_the_same_result(data_file, monkeypatch, way):
+def test_when_a_worker_dies_this_process_checks_the_file_itself_with_the_same_result(data_file, monkeypatch, tmp_path,
+                                                                                     way):
     found, stats, _ = scan.scan_file(data_file, checker(), jobs=1)
     monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
     monkeypatch.setattr(scan, "_scan_span_job", dying_worker)
     monkeypatch.setattr(scan, "_in_workers", getattr(scan, f"_in_{way}"))
+    if way == "forks":  # this process waits until the worker has taken a span, or it could take them all first
+        started = tmp_path / "worker-started"
+        monkeypatch.setenv("TEST_DYING_WORKER_STARTED", str(started))
+        check_span = scan.scan_span
+
+        def after_a_worker_started(*args):
+            deadline = time.monotonic() + 30
+            while not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return check_span(*args)
+
+        monkeypatch.setattr(scan, "scan_span", after_a_worker_started)
     assert scan._in_workers(data_file, checker(), scan.line_spans(data_file, 2), 2) is None
     found_2, stats_2, _ = scan.scan_file(data_file, checker(), jobs=2)
     assert ([vars(d) for d in found_2], stats_2.as_dict()) == ([vars(d) for d in found], stats.as_dict())
@@ -187,18 +223,9 @@ def test_each_process_takes_the_next_span_so_a_slowed_worker_checks_fewer_and_th
         data_file, monkeypatch, tmp_path):
     found, stats, _ = scan.scan_file(data_file, checker(), jobs=1)
     parent, taken = os.getpid(), tmp_path / "taken"
-    check_span = scan.scan_span
-
-    def slowed_in_workers(data_file, checker, span=None):
-        # a worker whose core another program shares; this process slowed a little too, so that the worker has
-        # started before this one has taken every span
-        time.sleep(0.2 if os.getpid() != parent else 0.02)
-        with open(taken, "a", encoding="utf-8") as log:  # one short append per span: whole lines
-            log.write(f"{os.getpid()} {span[0]}\n")
-        return check_span(data_file, checker, span)
-
     monkeypatch.setattr(scan, "MIN_SPAN_BYTES", 256)
-    monkeypatch.setattr(scan, "scan_span", slowed_in_workers)
+    monkeypatch.setattr(scan, "scan_span", taking_slowly(parent, taken, parent_delay=0.02, worker_delay=0.2))
+    monkeypatch.setattr(scan, "_in_workers", scan._in_forks)  # whatever threads earlier tests left running
     found_2, stats_2, _ = scan.scan_file(data_file, checker(), jobs=2)
     assert ([vars(d) for d in found_2], stats_2.as_dict()) == ([vars(d) for d in found], stats.as_dict())
     spans = scan.line_spans(data_file, 2 * scan.SPANS_PER_JOB)

@@ -38,7 +38,7 @@ from launcher.check.data.verdicts import CRASH, DROPPED
 from launcher.check.diagnostics import ERROR, NOTE, Diagnostic
 
 MAX_JOBS = 8  # the default's bound: each job is a process of its own, which a pre-commit hook should not multiply
-MIN_SPAN_BYTES = 8 << 20  # about 25 ms of checks: a smaller span would save less than starting its process costs
+MIN_SPAN_BYTES = 8 << 20  # about 25 ms of checks: below it, splitting a file gains less than its processes cost
 # Spans a job: the processes take them one at a time, so one process that another program slows checks fewer of
 # them instead of keeping the others waiting at the end (on 2 shared cores, 32 spans of the 366 MB bench file took
 # 0.56 s against 0.63 s for two halves, the mean of four runs each).
@@ -109,15 +109,16 @@ def scan_span(data_file: DataFile, checker: RecordChecker, span: tuple[int, int]
             events.append((index, line, problems, verdict, list(rec) if column and isinstance(rec, dict) else None))
     except (OSError, ValueError) as exc:  # unreadable file, or pyarrow's ArrowInvalid (a ValueError)
         found.error, found.stopped = f"cannot read records: {exc}", True
-    found.records = reader.records if reader is not None else index + 1
+    # (after an error in this loop, the last record handed out may be after the last one the reader counted)
+    found.records = max(reader.records, index + 1) if reader is not None else index + 1
     found.lines = reader.lines if reader is not None else 0
     return found
 
 
 def line_spans(data_file: DataFile, count: int) -> list[tuple[int, int]]:
-    """Byte spans of a JSON Lines file, `count` of them or fewer (none under MIN_SPAN_BYTES, at most 255), each
-    starting at a line start; [] when the file is a JSON array, not JSON Lines, or too small to be worth the
-    processes."""
+    """Byte spans of a JSON Lines file, `count` of them or fewer (at most 255, and about MIN_SPAN_BYTES or more
+    each: a cut moves on to the next line start), each starting at a line start; [] when the file is a JSON
+    array, not JSON Lines, or too small to be worth the processes."""
     try:
         size = data_file.path.stat().st_size
         if not _is_json_lines(data_file) or size < 2 * MIN_SPAN_BYTES:
@@ -138,9 +139,10 @@ def line_spans(data_file: DataFile, count: int) -> list[tuple[int, int]]:
 def _next_line_start(handle, offset: int) -> int | None:
     """The offset of the first line start at or after `offset`, looking at most MAX_RECORD_BYTES ahead."""
     handle.seek(offset - 1)
-    seen = 0
+    seen, size = 0, 64 << 10  # most lines end within the first block; longer ones get growing blocks
     while seen <= MAX_RECORD_BYTES:
-        block = handle.read(CHUNK)
+        block = handle.read(size)
+        size = min(size * 2, CHUNK)
         if not block:
             return None
         newline = block.find(b"\n")
@@ -165,9 +167,8 @@ def _other_records(data_file: DataFile) -> Iterator[tuple[int, int | None, None,
 
 def _in_workers(data_file: DataFile, checker: RecordChecker, spans: list[tuple[int, int]],
                 jobs: int) -> list[SpanFindings] | None:
-    """The findings of every span in file order, checked by `jobs` processes, this one included (it would
-    otherwise wait). None when the workers could not start or one died (no process left to fork, killed for
-    memory): the caller checks the file itself."""
+    """The findings of every span in file order, checked by `jobs` processes. None when the workers could not
+    start or one died (no process left to fork, killed for memory): the caller checks the file itself."""
     if sys.platform == "linux" and threading.active_count() == 1:
         return _in_forks(data_file, checker, spans, jobs)
     return _in_pool(data_file, checker, spans, jobs)
@@ -175,16 +176,17 @@ def _in_workers(data_file: DataFile, checker: RecordChecker, spans: list[tuple[i
 
 def _in_forks(data_file: DataFile, checker: RecordChecker, spans: list[tuple[int, int]],
               jobs: int) -> list[SpanFindings] | None:
-    """Workers made with os.fork, each sending its findings back pickled through a pipe: a fork starts in a
-    millisecond with every import done, and this path imports only pickle (a process pool cost about 40 ms of
-    imports and start-up, 7% of a 200,000-record check on 2 cores). The spans to check are the bytes of a pipe
-    that every process reads one at a time. Safe only while this process has one thread; a worker leaves with
-    os._exit, so nothing of this process's (buffers, exit handlers) runs twice."""
+    """This process and jobs - 1 workers made with os.fork, each worker sending its findings back pickled
+    through a pipe: a fork starts in a millisecond with every import done, and this path imports only pickle (a
+    process pool cost about 40 ms of imports and start-up, 7% of a 200,000-record check on 2 cores). The spans
+    to check are the bytes of a pipe that every process reads one at a time. Safe only while this process has
+    one thread; a worker leaves with os._exit, so nothing of this process's (buffers, exit handlers) runs twice."""
     import pickle
 
     children: list[tuple[int, int]] = []
-    read_spans, write_spans = os.pipe()
+    read_spans = -1
     try:
+        read_spans, write_spans = os.pipe()
         try:
             os.write(write_spans, bytes(range(len(spans))))  # at most 255 bytes: one write, whole
         finally:
@@ -211,7 +213,7 @@ def _in_forks(data_file: DataFile, checker: RecordChecker, spans: list[tuple[int
     except OSError:  # no process left to fork, no descriptor left for a pipe
         return None
     finally:
-        with contextlib.suppress(OSError):
+        if read_spans >= 0:
             os.close(read_spans)
         for pid, read_end in children:  # not waited for: an error or an interrupt on the way, or one failed
             with contextlib.suppress(OSError):
@@ -247,8 +249,8 @@ def _worker_main(write_end: int, spans_pipe: int, data_file: DataFile, recipe: t
 
 def _in_pool(data_file: DataFile, checker: RecordChecker, spans: list[tuple[int, int]],
              jobs: int) -> list[SpanFindings] | None:
-    """Workers of a process pool (forkserver on Linux, else spawn), where forking this process is not safe;
-    the pool hands each worker its next span as it finishes one."""
+    """`jobs` workers of a process pool (forkserver on Linux, else spawn), where forking this process is not
+    safe, while this one waits; the pool hands each worker its next span as it finishes one."""
     # Imported here: only a large file needs them, and they would add about 15 ms to every config-only validate.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
