@@ -210,8 +210,8 @@ def dataset_fingerprints(data_summary: Mapping[str, Any], cwd: Path) -> dict[str
 
 
 def _fingerprint_file(path: Path) -> dict[str, Any]:
-    try:
-        sha256 = file_sha256(path)
+    try:  # the size too: a file removed or replaced after validate is recorded as such, not a traceback
+        size, sha256 = path.stat().st_size, file_sha256(path)
     except OSError as exc:
         return {"path": str(path), "error": exc.strerror or str(exc)}
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256}
+    return {"path": str(path), "bytes": size, "sha256": sha256}
