@@ -94,14 +94,19 @@ class JsonLines:
             with open(self.path, "rb", buffering=CHUNK) as handle:
                 if start:
                     handle.seek(start)
+                elif handle.read(len(BOM)) == BOM:  # pyarrow, LF's reader, accepts a BOM
+                    left -= len(BOM)
+                else:
+                    handle.seek(0)
                 readline = handle.readline  # a bound method and a while loop: this runs once per record
                 while left:
                     raw = readline(step)
                     if not raw:
                         return
                     line += 1
-                    left -= len(raw)
-                    if len(raw) == step and raw[-1] != 10:  # 10 is b"\n"
+                    size = len(raw)
+                    left -= size
+                    if size == step and raw[-1] != 10:  # 10 is b"\n"
                         whole = _long_line(handle, raw, limit, step)
                         if whole is None:  # stop: finding the end of this line could mean reading gigabytes
                             yield index, line, raw, SyntaxProblem(
@@ -109,10 +114,8 @@ class JsonLines:
                                 "is not one training example", line, fatal=True)
                             index += 1
                             return
-                        left -= len(whole) - len(raw)
+                        left -= len(whole) - size
                         raw = whole
-                    if line == 1 and start == 0 and raw.startswith(BOM):  # pyarrow, LF's reader, accepts a BOM
-                        raw = raw[len(BOM):]
                     try:
                         value = loads(raw)
                     except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
