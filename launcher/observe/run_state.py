@@ -71,6 +71,9 @@ class RunState:
         self.run_dir = Path(run_dir)
         self.logdir = logdir or find_logdir(self.run_dir)
         self.series: dict[str, list[tuple[int, float, float]]] = {}  # tag -> [(step, value, wall_time)]
+        # tag -> {step: the value logged last at it}: value_at is asked for each new step of every poll, and a
+        # scan of the whole series per lookup made watching a long run from its start quadratic.
+        self._at_step: dict[str, dict[int, float]] = {}
         self.texts: dict[str, str] = {}
         self.alerts: list[dict] = []
         self._reader = EventReader(self.logdir)
@@ -115,6 +118,7 @@ class RunState:
 
     def _add_scalar(self, event: Scalar, update: Update) -> None:
         self.series.setdefault(event.tag, []).append((event.step, event.value, event.wall_time))
+        self._at_step.setdefault(event.tag, {})[event.step] = event.value
         self._pending.setdefault(event.step, {})[event.tag] = event.value
         steps = update.eval_steps if event.tag.startswith("eval/") else update.train_steps
         if event.tag in ("train/loss", "eval/loss") and event.step not in steps:
@@ -168,8 +172,7 @@ class RunState:
 
     def value_at(self, tag: str, step: int) -> float | None:
         """The tag's value logged at `step` (the last one, if logged twice), None if it was not."""
-        matches = [v for s, v, _ in self.series.get(tag, []) if s == step]
-        return matches[-1] if matches else None
+        return self._at_step.get(tag, {}).get(step)
 
     @property
     def step(self) -> int:

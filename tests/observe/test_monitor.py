@@ -212,3 +212,18 @@ def test_a_folder_of_several_runs_is_not_read_as_one_run(tmp_path):
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"dpo-launch monitor: error: {tmp_path}: no TensorBoard directory")
+
+
+def test_a_value_at_a_step_is_the_one_logged_last_there_across_polls(tmp_path):
+    # A resumed run logs a step again (launch 2 redoes the steps after its checkpoint): the value shown is the
+    # newer one, also when it arrives in a later poll; a step the tag was not logged at has none.
+    writer = EventWriter(tmp_path / "run" / "tensorboard")
+    for step in range(1, 6):
+        writer.add_scalar("train/loss", 0.7 - step / 100, step)
+    state = RunState(tmp_path / "run")
+    state.poll()
+    assert (state.value_at("train/loss", 4), state.value_at("train/loss", 6)) == (pytest.approx(0.66), None)
+    writer.add_scalar("train/loss", 0.5, 4)
+    state.poll()
+    assert state.value_at("train/loss", 4) == pytest.approx(0.5)
+    assert (state.value_at("train/loss", 5), state.value_at("train/rewards/margins", 4)) == (pytest.approx(0.65), None)
