@@ -2,7 +2,9 @@
 `logs/rank-N.log` (lines torchrun prefixes with `[rankN]: `; everything, for a single process).
 
 The logs get every line; the terminal only the lines a rank marked for it (launcher.rank_output: dpo-launch's
-own lines, warnings and errors) and torchrun's own lines, or every line with `--verbose`.
+own lines, warnings and errors) and torchrun's own lines, or every line with `--verbose`. A line that several
+ranks print alike but for the time in it (a library's warning: each rank logs it) is shown once, with the
+prefix of the first rank.
 
 torchrun relays each rank's output by tailing its log file (torch/distributed/elastic/multiprocessing/tail_log.py
 `tail_logfile`) and writes what it read, with the rank's prefix, whole lines or not: a progress bar (no newline)
@@ -31,6 +33,10 @@ RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
 RANK_PREFIX_INSIDE = re.compile(rb"\[rank\d+\]: ")
 PENDING_BYTES = 64 << 10  # of a rank's unfinished line, what the console may still need (the bar's last state)
 TAIL_LINES = 15  # of a failed rank's last lines the console did not show, shown at its end
+SAME_LINE_WINDOW = 256  # recently shown lines remembered, so that the ranks' copies of one are shown once
+# a log record's date and time (`2026-12-06 17:07:50,064`: logging, LLaMA-Factory, DeepSpeed), which differ between
+# the ranks' copies of one warning by a few milliseconds
+TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?")
 
 
 class Tee:
@@ -46,6 +52,9 @@ class Tee:
         # worker's own handler (a C++ abort, an import error, a thread's traceback) says why only there
         self.unshown: dict[int, collections.deque[str]] = {}
         self.pending: dict[int | None, tuple[bytes, bytes]] = {}  # per rank, (its prefix, its unfinished line)
+        # a marked line recently shown -> the ranks that printed it since: every rank logs the libraries'
+        # warnings, and the console shows the first copy only (each rank's log keeps its own)
+        self.shown_from: dict[bytes, set[int]] = {}
 
     def __enter__(self) -> Self:
         # unbuffered, so what a killed launcher received is on disk; open for the whole run
@@ -91,11 +100,29 @@ class Tee:
             shown = raw  # torchrun's own line
         else:
             part = shown_part(body)
+            if part is not None and self.distributed and self._another_rank_showed(rank, part):
+                self._remember(rank, body, True)  # on the console already, with the other rank's prefix
+                return
             shown = None if part is None else prefix + part
         if shown:
             write_out(sys.stdout, shown.decode("utf-8", "replace"))
         if rank is not None:
             self._remember(rank, body, bool(shown))
+
+    def _another_rank_showed(self, rank: int, text: bytes) -> bool:
+        """Whether another rank's copy of this line (the same but for the time in it) was shown since this rank
+        last printed it: then it is not shown again. A rank printing it again (the same warning at a later step)
+        starts a new round."""
+        key = TIMESTAMP.sub(b"", text)
+        ranks = self.shown_from.pop(key, None)
+        if ranks is not None and rank not in ranks:
+            ranks.add(rank)
+            self.shown_from[key] = ranks  # now the most recent
+            return True
+        self.shown_from[key] = {rank}
+        if len(self.shown_from) > SAME_LINE_WINDOW:
+            del self.shown_from[next(iter(self.shown_from))]
+        return False
 
     def _split(self, raw: bytes) -> tuple[int | None, bytes, bytes]:
         """(rank, its `[rankN]: ` prefix, the rest); rank None for a line of torchrun's own (several ranks), 0

@@ -111,6 +111,32 @@ def test_with_several_ranks_the_console_keeps_the_rank_prefix_and_torchruns_own_
     assert (tmp_path / "rank-1.log").read_text() == "[INFO|loader] loading\ndpo-launch worker: interrupted (rank 1)\n"
 
 
+def test_a_line_every_rank_prints_alike_is_shown_once_and_each_rank_log_keeps_its_copy(tmp_path, capsys):
+    """Every rank logs the libraries' warnings: with N ranks the console showed each N times (DeepSpeed's, with
+    the time in it, as in a real two-rank run). A rank printing the line again (the same warning at a later step)
+    is a new round, shown again once; lines that differ (a rank's number in them) are all shown, and torchrun's
+    own lines are not rank lines."""
+    warning = f"{MARK}[WARNING|trainer] Gradient accumulation with a small batch\n"
+    accelerator = "[2026-12-06 17:07:50,{}] [WARNING] [real_accelerator.py:213] Setting accelerator to CPU\n"
+    through_tee([f"[rank0]: {MARK}{accelerator.format('064')}", f"[rank1]: {MARK}{accelerator.format('103')}",
+                 f"[rank0]: {warning}", f"[rank1]: {warning}", f"[rank1]: {MARK}dpo-launch worker: stopped (rank 1)\n",
+                 f"[rank0]: {MARK}dpo-launch worker: stopped (rank 0)\n", f"[rank1]: {warning}", f"[rank0]: {warning}",
+                 "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n",
+                 "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n"], tmp_path, distributed=True)
+    assert capsys.readouterr().out == (
+        f"[rank0]: {accelerator.format('064')}[rank0]: [WARNING|trainer] Gradient accumulation with a small batch\n"
+        "[rank1]: dpo-launch worker: stopped (rank 1)\n[rank0]: dpo-launch worker: stopped (rank 0)\n"
+        "[rank1]: [WARNING|trainer] Gradient accumulation with a small batch\n"
+        "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n"
+        "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n")
+    for rank in (0, 1):
+        assert (tmp_path / f"rank-{rank}.log").read_text().count("Gradient accumulation with a small batch") == 2
+    verbose = tmp_path / "verbose"
+    verbose.mkdir()
+    through_tee([f"[rank0]: {warning}", f"[rank1]: {warning}"], verbose, distributed=True, verbose=True)
+    assert capsys.readouterr().out.count("Gradient accumulation") == 2
+
+
 def test_a_line_torchrun_appended_to_another_ranks_unfinished_one_goes_to_its_own_rank(tmp_path, capsys):
     """torchrun relays what it read of each rank's file, whole lines or not: rank 0's progress bar (no newline yet)
     was followed on one line by rank 1's closing line, which then went to rank 0 (seen in two of eight two-rank

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from test_train import loss_steps, workspace
 
+from launcher.run.tee import TIMESTAMP
+
 from support.cli import run_cli, unused_port
 from support.training import REPO, training_env
 
@@ -39,6 +41,12 @@ def test_torchrun_with_two_processes_trains_and_keeps_one_log_per_rank(tmp_path,
     assert sorted(p.name for p in logs.glob("rank-*.log")) == ["rank-0.log", "rank-1.log"]
     assert "world size: 2" in (logs / "rank-1.log").read_text()
     assert "[rank1]: " in (logs / "launcher.log").read_text()
+    # each rank logs DeepSpeed's accelerator warning (its time differs by milliseconds): the console shows it once
+    for rank in (0, 1):
+        assert "Setting accelerator to CPU" in (logs / f"rank-{rank}.log").read_text()
+    rank_lines = [TIMESTAMP.sub(b"", line.encode().split(b"]: ", 1)[1]) for line in result.stdout.splitlines()
+                  if line.startswith("[rank")]
+    assert sum(b"Setting accelerator to CPU" in line for line in rank_lines) == 1, result.stdout
 
 
 @pytest.mark.parametrize("preset, changes", [
