@@ -123,7 +123,7 @@ def _dispatch(argv: list[str], own_process: bool = False) -> tuple[int, dict | N
         args = parse_arguments(build_parser(chosen_command(argv)), argv)
         if own_process:
             # What the imports made lives until the process exits: out of the collector's sight, it is not walked
-            # by every full collection, nor by the last one at exit (8-11 ms of a 90 ms `validate --no-data`,
+            # by every full collection, nor by the last one at exit (7-11 ms of a 90 ms `validate --no-data`,
             # bench/validate_speed.py). Not in a caller's process (tests): its garbage would never be collected.
             gc.freeze()
         command = args.command

@@ -163,7 +163,7 @@ def test_only_a_process_of_its_own_freezes_what_its_imports_made(workspace):
                "code = main()\nprint(code, gc.get_freeze_count() > 0)")
     result = subprocess.run([sys.executable, "-c", program], cwd=workspace, capture_output=True, text=True,
                             env=cli_env(), timeout=120)
-    assert result.stdout.splitlines()[-1] == "0 True", result.stderr
+    assert result.stdout.splitlines()[-1:] == ["0 True"], result.stderr
     frozen = gc.get_freeze_count()
     assert run_main("validate", "config.yaml", cwd=workspace).returncode == 0
     assert gc.get_freeze_count() == frozen
