@@ -102,40 +102,30 @@ class _Unsupported(Exception):
     """A keyword the fast path does not implement: let python-jsonschema decide."""
 
 
-# The schema files being checked against, innermost last: a "#/..." $ref points into the last one.
-_documents: list[dict] = []
-
-
 def is_valid(instance: Any, name: str = DPO_SCHEMA) -> bool:
     """True only when `instance` certainly validates against schema `name` (False: ask jsonschema)."""
     try:
-        return _in_document(instance, load_schema(name))
+        document = load_schema(name)
+        return _valid(instance, document, document)
     except _Unsupported:
         return False
 
 
-def _in_document(instance: Any, document: dict) -> bool:
-    _documents.append(document)
-    try:
-        return _valid(instance, document)
-    finally:
-        _documents.pop()
-
-
-def _valid(instance: Any, schema: Any) -> bool:
+def _valid(instance: Any, schema: Any, document: dict) -> bool:
+    """`document`: the schema file `schema` is part of, which a "#/..." $ref points into."""
     if schema is True or schema == {}:
         return True
     if schema is False or not isinstance(schema, dict):
         return False
-    return all(_keyword(keyword, value, instance, schema) for keyword, value in schema.items()
+    return all(_keyword(keyword, value, instance, schema, document) for keyword, value in schema.items()
                if keyword not in ANNOTATIONS and not keyword.startswith("x-"))
 
 
-def _keyword(keyword: str, value: Any, instance: Any, schema: dict) -> bool:
+def _keyword(keyword: str, value: Any, instance: Any, schema: dict, document: dict) -> bool:
     check = _KEYWORDS.get(keyword)
     if check is None:
         raise _Unsupported(keyword)
-    return check(value, instance, schema)
+    return check(value, instance, schema, document)
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -145,34 +135,35 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 
 def _numeric(test):
-    return lambda bound, instance, _: not JSON_TYPES["number"](instance) or test(instance, bound)
+    return lambda bound, instance, *_: not JSON_TYPES["number"](instance) or test(instance, bound)
 
 
-def _properties(properties: dict, instance: Any, _) -> bool:
+def _properties(properties: dict, instance: Any, _, document: dict) -> bool:
     return not isinstance(instance, dict) or all(
-        _valid(instance[key], subschema) for key, subschema in properties.items() if key in instance)
+        _valid(instance[key], subschema, document) for key, subschema in properties.items() if key in instance)
 
 
-def _additional(additional: Any, instance: Any, schema: dict) -> bool:
+def _additional(additional: Any, instance: Any, schema: dict, document: dict) -> bool:
     if not isinstance(instance, dict):
         return True
     if "patternProperties" in schema:
         raise _Unsupported("patternProperties")
     known = schema.get("properties", {})
-    return all(_valid(value, additional) for key, value in instance.items() if key not in known)
+    return all(_valid(value, additional, document) for key, value in instance.items() if key not in known)
 
 
-def _if_then_else(condition: Any, instance: Any, schema: dict) -> bool:
-    branch = schema.get("then", True) if _valid(instance, condition) else schema.get("else", True)
-    return _valid(instance, branch)
+def _if_then_else(condition: Any, instance: Any, schema: dict, document: dict) -> bool:
+    passed = _valid(instance, condition, document)
+    return _valid(instance, schema.get("then", True) if passed else schema.get("else", True), document)
 
 
-def _ref(ref: str, instance: Any, _) -> bool:
+def _ref(ref: str, instance: Any, _, document: dict) -> bool:
     if ref.startswith("#/"):  # a JSON pointer into the schema file being checked against
-        return _valid(instance, _pointed(_documents[-1], ref[2:]))
+        return _valid(instance, _pointed(document, ref[2:]), document)
     if "#" in ref or "/" in ref:  # else only whole local files by name
         raise _Unsupported(ref)
-    return _in_document(instance, load_schema(ref))
+    other = load_schema(ref)
+    return _valid(instance, other, other)
 
 
 def _pointed(document: Any, pointer: str) -> Any:
@@ -190,25 +181,26 @@ def _pointed(document: Any, pointer: str) -> Any:
 
 _KEYWORDS = {
     "$ref": _ref,
-    "allOf": lambda subschemas, instance, _: all(_valid(instance, s) for s in subschemas),
-    "anyOf": lambda subschemas, instance, _: any(_valid(instance, s) for s in subschemas),
+    "allOf": lambda subschemas, instance, _, document: all(_valid(instance, s, document) for s in subschemas),
+    "anyOf": lambda subschemas, instance, _, document: any(_valid(instance, s, document) for s in subschemas),
     "if": _if_then_else,
     "then": lambda *_: True,  # evaluated by "if"
     "else": lambda *_: True,
-    "type": lambda types, instance, _: any(JSON_TYPES[t](instance)
-                                           for t in ([types] if isinstance(types, str) else types)),
-    "enum": lambda values, instance, _: any(_json_equal(instance, value) for value in values),
-    "const": lambda value, instance, _: _json_equal(instance, value),
+    "type": lambda types, instance, *_: any(JSON_TYPES[t](instance)
+                                            for t in ([types] if isinstance(types, str) else types)),
+    "enum": lambda values, instance, *_: any(_json_equal(instance, value) for value in values),
+    "const": lambda value, instance, *_: _json_equal(instance, value),
     "properties": _properties,
     "additionalProperties": _additional,
-    "required": lambda names, instance, _: not isinstance(instance, dict) or all(n in instance for n in names),
-    "items": lambda items, instance, _: not isinstance(instance, list) or all(_valid(i, items) for i in instance),
+    "required": lambda names, instance, *_: not isinstance(instance, dict) or all(n in instance for n in names),
+    "items": lambda items, instance, _, document: not isinstance(instance, list) or all(
+        _valid(i, items, document) for i in instance),
     # Written as "not failing", exactly as python-jsonschema tests them, so NaN agrees too.
     "minimum": _numeric(lambda v, bound: not v < bound),
     "maximum": _numeric(lambda v, bound: not v > bound),
     "exclusiveMinimum": _numeric(lambda v, bound: not v <= bound),
     "exclusiveMaximum": _numeric(lambda v, bound: not v >= bound),
-    "minLength": lambda bound, instance, _: not isinstance(instance, str) or len(instance) >= bound,
+    "minLength": lambda bound, instance, *_: not isinstance(instance, str) or len(instance) >= bound,
     # python-jsonschema's own test: re.search, unanchored
-    "pattern": lambda pattern, instance, _: not isinstance(instance, str) or re.search(pattern, instance) is not None,
+    "pattern": lambda pattern, instance, *_: not isinstance(instance, str) or re.search(pattern, instance) is not None,
 }
