@@ -178,3 +178,20 @@ def test_fast_path_agrees_with_jsonschema_on_dataset_info_corner_cases(value):
         assert schemas.is_valid(info, "dataset_info.schema.json") == (dataset_info_errors(info) == []), info
     assert DATASET_INFOS and any(schemas.is_valid(json.loads(path.read_text(encoding="utf-8")),
                                                   "dataset_info.schema.json") for path in DATASET_INFOS)
+
+
+def test_fast_path_resolves_a_pointer_in_the_schema_file_a_reference_led_to(monkeypatch):
+    """A "#/..." $ref points into the file it is written in: after a $ref to another file, that file's own
+    definitions, and back in the first file its own again (no shipped schema nests them so)."""
+    files = {
+        "outer.json": {"properties": {"inner": {"$ref": "inner.json"}, "mode": {"$ref": "#/$defs/mode"}},
+                       "$defs": {"mode": {"enum": ["a", "b"]}}},
+        "inner.json": {"properties": {"beta": {"$ref": "#/$defs/beta"}}, "$defs": {"beta": {"type": "number"}}},
+        # points at a definition only outer.json has: not resolved (False: jsonschema then says what is wrong)
+        "stray.json": {"$ref": "outer.json", "properties": {"mode": {"$ref": "#/$defs/mode"}}},
+    }
+    monkeypatch.setattr(schemas, "load_schema", files.__getitem__)
+    assert schemas.is_valid({"inner": {"beta": 0.1}, "mode": "a"}, "outer.json")
+    assert not schemas.is_valid({"inner": {"beta": "high"}, "mode": "a"}, "outer.json")
+    assert not schemas.is_valid({"inner": {"beta": 0.1}, "mode": "c"}, "outer.json")
+    assert not schemas.is_valid({"mode": "a"}, "stray.json")
