@@ -9,7 +9,6 @@ output, never the work), and with `--format json` every exit prints one JSON obj
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import os
 import sys
@@ -95,15 +94,13 @@ def chosen_command(argv: list[str]) -> frozenset[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command's exit code. argv None: this process's own command line (the `dpo-launch` script)."""
-    own_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     saved = sys.stdout, sys.stderr
     stdout, stderr = PipeSafeStream(sys.stdout), PipeSafeStream(sys.stderr)
     held = HeldOutput() if wants_json(argv) else None
     sys.stdout, sys.stderr = held or stdout, stderr
     try:
-        code, error = _dispatch(argv, own_process)
+        code, error = _dispatch(argv)
     finally:
         sys.stdout, sys.stderr = saved
     if held is not None:  # exactly one JSON object: the command's, or the error's
@@ -116,16 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _dispatch(argv: list[str], own_process: bool = False) -> tuple[int, dict | None]:
+def _dispatch(argv: list[str]) -> tuple[int, dict | None]:
     """(exit code, the JSON error object when the command ended in an error rather than with a result)."""
     command = None
     try:
         args = parse_arguments(build_parser(chosen_command(argv)), argv)
-        if own_process:
-            # What the imports made lives until the process exits: out of the collector's sight, it is not walked
-            # by every full collection, nor by the last one at exit (7-11 ms of a 90 ms `validate --no-data`,
-            # bench/validate_speed.py). Not in a caller's process (tests): its garbage would never be collected.
-            gc.freeze()
         command = args.command
         kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
         return args.handler(**kwargs), None

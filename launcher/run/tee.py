@@ -2,9 +2,7 @@
 `logs/rank-N.log` (lines torchrun prefixes with `[rankN]: `; everything, for a single process).
 
 The logs get every line; the terminal only the lines a rank marked for it (launcher.rank_output: dpo-launch's
-own lines, warnings and errors) and torchrun's own lines, or every line with `--verbose`. A log record that
-several ranks print alike but for the time in it, within seconds (a library's warning: each rank logs it), is
-shown once, with the prefix of the first rank.
+own lines, warnings and errors) and torchrun's own lines, or every line with `--verbose`.
 
 torchrun relays each rank's output by tailing its log file (torch/distributed/elastic/multiprocessing/tail_log.py
 `tail_logfile`) and writes what it read, with the rank's prefix, whole lines or not: a progress bar (no newline)
@@ -22,7 +20,6 @@ import collections
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from typing import IO, Self
 
@@ -34,11 +31,6 @@ RANK_LINE = re.compile(rb"^\[rank(\d+)\]: ?")
 RANK_PREFIX_INSIDE = re.compile(rb"\[rank\d+\]: ")
 PENDING_BYTES = 64 << 10  # of a rank's unfinished line, what the console may still need (the bar's last state)
 TAIL_LINES = 15  # of a failed rank's last lines the console did not show, shown at its end
-# A log record's date and time (`2026-12-06 17:07:50,064`: logging, LLaMA-Factory, DeepSpeed), which differ between
-# the ranks' copies of one record by a few milliseconds. A marked line with one is a record that every rank may log.
-TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?")
-SAME_RECORD_SECONDS = 10.0  # how soon after a rank's record is shown another rank's copy of it is the same event
-SAME_LINE_WINDOW = 256  # recently shown lines remembered
 
 
 class Tee:
@@ -54,10 +46,6 @@ class Tee:
         # worker's own handler (a C++ abort, an import error, a thread's traceback) says why only there
         self.unshown: dict[int, collections.deque[str]] = {}
         self.pending: dict[int | None, tuple[bytes, bytes]] = {}  # per rank, (its prefix, its unfinished line)
-        # a marked line recently shown (without its time) -> (when, the ranks that printed it since): every rank
-        # logs the libraries' warnings, and the console shows the first copy only (each rank's log keeps its own)
-        self.shown_from: dict[bytes, tuple[float, set[int]]] = {}
-        self.hiding: set[int] = set()  # ranks whose last line was a copy: the rest of that record is hidden alike
 
     def __enter__(self) -> Self:
         # unbuffered, so what a killed launcher received is on disk; open for the whole run
@@ -103,34 +91,11 @@ class Tee:
             shown = raw  # torchrun's own line
         else:
             part = shown_part(body)
-            if part is not None and self.distributed and self._a_copy(rank, part):
-                self._remember(rank, body, True)  # on the console already, with the other rank's prefix
-                return
-            self.hiding.discard(rank)
             shown = None if part is None else prefix + part
         if shown:
             write_out(sys.stdout, shown.decode("utf-8", "replace"))
         if rank is not None:
             self._remember(rank, body, bool(shown))
-
-    def _a_copy(self, rank: int, text: bytes) -> bool:
-        """Whether this line is a copy of a line the console showed for another rank moments ago (then it is not
-        shown again): a log record, the same but for the time in it, or a further line of a record whose first
-        line was such a copy. A line without a time that starts a record (a traceback, a Python warning) is always
-        shown: such lines recur in unrelated messages. A rank printing the line again starts a new round."""
-        now = time.monotonic()
-        key = TIMESTAMP.sub(b"", text)
-        seen = self.shown_from.pop(key, None)
-        if (seen is not None and rank not in seen[1] and now - seen[0] <= SAME_RECORD_SECONDS
-                and (key != text or rank in self.hiding)):
-            seen[1].add(rank)
-            self.shown_from[key] = seen  # now the most recent
-            self.hiding.add(rank)
-            return True
-        self.shown_from[key] = (now, {rank})
-        if len(self.shown_from) > SAME_LINE_WINDOW:
-            del self.shown_from[next(iter(self.shown_from))]
-        return False
 
     def _split(self, raw: bytes) -> tuple[int | None, bytes, bytes]:
         """(rank, its `[rankN]: ` prefix, the rest); rank None for a line of torchrun's own (several ranks), 0

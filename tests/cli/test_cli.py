@@ -4,15 +4,12 @@ folders of each stage; this file is the only one that starts `python -m launcher
 
 from __future__ import annotations
 
-import gc
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
-from support.cli import cli_env, run_cli, run_main
+from support.cli import run_cli, run_main
 from support.events import EventWriter
 from support.workspaces import write_workspace
 
@@ -152,18 +149,3 @@ def test_help_names_no_internal_module_or_source_file(command):
 def test_an_unknown_override_position_is_still_an_override(workspace):
     result = run_main("validate", "config.yaml", "--no-data", "pref_beta=0.2", cwd=workspace)
     assert result.returncode == 0, result.stdout
-
-
-@pytest.mark.subprocess
-def test_only_a_process_of_its_own_freezes_what_its_imports_made(workspace):
-    """`dpo-launch` (argv from the command line) moves its imports' objects out of the collector's sight, which
-    saves the walk over them at exit; `main(argv)` in a caller's process (a test, a script) must not, since the
-    caller's garbage would then never be collected."""
-    program = ("import gc, sys\nfrom launcher.cli import main\nsys.argv = ['dpo-launch', 'validate', 'config.yaml']\n"
-               "code = main()\nprint(code, gc.get_freeze_count() > 0)")
-    result = subprocess.run([sys.executable, "-c", program], cwd=workspace, capture_output=True, text=True,
-                            env=cli_env(), timeout=120)
-    assert result.stdout.splitlines()[-1:] == ["0 True"], result.stderr
-    frozen = gc.get_freeze_count()
-    assert run_main("validate", "config.yaml", cwd=workspace).returncode == 0
-    assert gc.get_freeze_count() == frozen

@@ -111,52 +111,6 @@ def test_with_several_ranks_the_console_keeps_the_rank_prefix_and_torchruns_own_
     assert (tmp_path / "rank-1.log").read_text() == "[INFO|loader] loading\ndpo-launch worker: interrupted (rank 1)\n"
 
 
-def test_a_record_every_rank_logs_alike_is_shown_once_and_each_rank_log_keeps_its_copy(tmp_path, capsys):
-    """Every rank logs the libraries' warnings: with N ranks the console showed each N times (DeepSpeed's, with
-    the time in it, as in a real two-rank run). A copy is hidden with the further lines of its record; a rank
-    logging the record again (the same warning at a later step) is a new round, shown again once; lines that
-    differ (a rank's number in them) are all shown, and torchrun's own lines are not rank lines."""
-    accelerator = "[2026-12-06 17:07:50,{}] [WARNING] [real_accelerator.py:213] Setting accelerator to CPU\n"
-    warning = "[WARNING|2026-12-06 17:07:{}] llamafactory.parser:149 >> Gradient accumulation with a small batch\n"
-    detail = f"{MARK}  (each rank holds 1 example)\n"
-    lines = [f"[rank0]: {MARK}{accelerator.format('064')}", f"[rank1]: {MARK}{accelerator.format('103')}",
-             f"[rank0]: {MARK}{warning.format('49')}", f"[rank0]: {detail}", f"[rank1]: {MARK}{warning.format('50')}",
-             f"[rank1]: {detail}", f"[rank1]: {MARK}dpo-launch worker: stopped (rank 1)\n",
-             f"[rank0]: {MARK}dpo-launch worker: stopped (rank 0)\n", f"[rank1]: {MARK}{warning.format('58')}",
-             f"[rank0]: {MARK}{warning.format('59')}", "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n",
-             "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n"]
-    through_tee(lines, tmp_path, distributed=True)
-    assert capsys.readouterr().out == "".join([
-        f"[rank0]: {accelerator.format('064')}", f"[rank0]: {warning.format('49')}",
-        "[rank0]:   (each rank holds 1 example)\n",
-        "[rank1]: dpo-launch worker: stopped (rank 1)\n", "[rank0]: dpo-launch worker: stopped (rank 0)\n",
-        f"[rank1]: {warning.format('58')}", "W1206 torch/distributed/run.py] Setting OMP_NUM_THREADS\n" * 2])
-    for rank in (0, 1):
-        log = (tmp_path / f"rank-{rank}.log").read_text()
-        assert (log.count("Gradient accumulation"), log.count("each rank holds")) == (2, 1)
-    verbose = tmp_path / "verbose"
-    verbose.mkdir()
-    through_tee(lines[:2], verbose, distributed=True, verbose=True)
-    assert capsys.readouterr().out.count("Setting accelerator to CPU") == 2
-
-
-def test_only_a_copy_of_a_record_is_hidden_not_lines_that_recur_in_other_messages(tmp_path, capsys, monkeypatch):
-    """A traceback's or a Python warning's lines (no time in them) recur in unrelated messages: a rank's own is
-    shown whole even when another rank showed the same lines before. A rank logging a record that another
-    showed long ago is a new event: shown."""
-    clock = iter([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 100.0, 101.0])
-    monkeypatch.setattr("launcher.run.tee.time.monotonic", lambda: next(clock))
-    traceback = [f"{MARK}Traceback (most recent call last):\n", f"{MARK}  File \"trainer.py\", line 9, in step\n"]
-    record = f"{MARK}[WARNING|2026-12-06 17:07:49] trainer:9 >> loss is large\n"
-    through_tee([f"[rank0]: {line}" for line in traceback] + [f"[rank0]: {MARK}RuntimeError: one\n"]
-                + [f"[rank1]: {line}" for line in traceback] + [f"[rank1]: {MARK}RuntimeError: two\n"]
-                + [f"[rank0]: {record}", f"[rank1]: {record}"], tmp_path, distributed=True)
-    shown = capsys.readouterr().out
-    assert shown.count("[rank1]: Traceback (most recent call last):") == 1
-    assert "[rank1]:   File \"trainer.py\", line 9, in step" in shown
-    assert shown.count("loss is large") == 2  # rank 1's copy came 94 s after rank 0's
-
-
 def test_a_line_torchrun_appended_to_another_ranks_unfinished_one_goes_to_its_own_rank(tmp_path, capsys):
     """torchrun relays what it read of each rank's file, whole lines or not: rank 0's progress bar (no newline yet)
     was followed on one line by rank 1's closing line, which then went to rank 0 (seen in two of eight two-rank

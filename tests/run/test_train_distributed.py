@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from test_train import loss_steps, workspace
 
-from launcher.run.tee import TIMESTAMP
-
-from support.cli import cli_env, run_cli, unused_port
+from support.cli import run_cli, unused_port
 from support.training import REPO, training_env
 
 # DeepSpeed JIT-builds its CPU shared-memory op on first use (~85 s); keep the build for later runs.
@@ -34,21 +32,13 @@ def assert_trained(result: subprocess.CompletedProcess, out: Path, world_size: i
 @pytest.mark.subprocess
 def test_torchrun_with_two_processes_trains_and_keeps_one_log_per_rank(tmp_path, tiny_model_dir):
     ws = workspace(tmp_path / "ws", tiny_model_dir, max_steps=3, save_strategy="no")
-    env = cli_env()
-    env.pop("DS_ACCELERATOR", None)  # DeepSpeed then detects the accelerator, and on CPU says so (below)
-    result = run_cli("train", ws.config, "--nproc-per-node", "2", cwd=ws.root, env=env)
+    result = run_cli("train", ws.config, "--nproc-per-node", "2", cwd=ws.root)
     out = ws.out
     assert_trained(result, out, world_size=2, steps=3)
     logs = out / "dpo-launch" / "logs"
     assert sorted(p.name for p in logs.glob("rank-*.log")) == ["rank-0.log", "rank-1.log"]
     assert "world size: 2" in (logs / "rank-1.log").read_text()
     assert "[rank1]: " in (logs / "launcher.log").read_text()
-    # each rank logs DeepSpeed's accelerator warning, its time a few milliseconds apart: the console shows it once
-    for rank in (0, 1):
-        assert "Setting accelerator to CPU" in (logs / f"rank-{rank}.log").read_text()
-    rank_lines = [TIMESTAMP.sub(b"", line.encode().split(b"]: ", 1)[1]) for line in result.stdout.splitlines()
-                  if line.startswith("[rank")]
-    assert sum(b"Setting accelerator to CPU" in line for line in rank_lines) == 1, result.stdout
 
 
 @pytest.mark.parametrize("preset, changes", [
